@@ -1,0 +1,46 @@
+"""depth_ros: ament_python package (colcon) and pip-installable package (pip install -e .)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'depth_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    # `training/` installs as depth_ros.training, so nothing generic lands in site-packages.
+    packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*'])
+    + [f'{PACKAGE}.training'] + [f'{PACKAGE}.training.{p}' for p in find_packages('training')],
+    package_dir={f'{PACKAGE}.training': 'training'},
+    package_data={f'{PACKAGE}.training': ['recipes/*.yaml']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
+        (f'share/{PACKAGE}/models', glob('models/*.onnx') + glob('models/*.json') + glob('models/*.md')),
+    ],
+    python_requires='>=3.10',
+    install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'onnxruntime', 'pyyaml'],
+    extras_require={
+        'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy'],
+        'test': ['pytest'],
+    },
+    zip_safe=True,
+    maintainer='depth_ros maintainers',
+    maintainer_email='depth_ros@example.com',
+    description='Monocular and stereo depth networks (ONNX Runtime) and OpenCV stereo as ROS 2 nodes.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'stereo_depth_node = depth_ros.nodes.stereo:main',
+            'mono_depth_node = depth_ros.nodes.mono:main',
+            'camera_source = depth_ros.nodes.camera_source:main',
+            'depth-ros-demo = depth_ros.demo:main',
+            'depth-ros-export = depth_ros.nets.export:main',
+            'depth-ros-train = depth_ros.training.cli.train:main',
+            'depth-ros-evaluate = depth_ros.training.cli.evaluate:main',
+            'depth-ros-compare = depth_ros.training.cli.compare:main',
+        ],
+    },
+)
