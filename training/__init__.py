@@ -1,0 +1,1 @@
+"""depth_ros.training: data, losses, metrics, trainer and CLIs (needs torch: pip install -e .[train])."""

@@ -1,0 +1,1 @@
+"""Console commands: depth-ros-train, depth-ros-evaluate, depth-ros-compare."""
