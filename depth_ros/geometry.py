@@ -1,0 +1,157 @@
+"""Depth geometry in plain numpy (no ROS, no torch): disparity <-> depth, camera intrinsics
+under resizing, back-projection to organized point clouds, colour packing.
+
+Conventions (ROS REP 103 / REP 118, sensor_msgs/CameraInfo):
+- images are (H, W) arrays, pixel (u, v) = (column, row), pixel centres at integer coordinates;
+- K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels; the right camera of a rectified pair has
+  P[0, 3] = Tx = -fx * B (B = baseline in metres, right camera at +B along x);
+- depth Z is metres along the optical axis (z forward, x right, y down); disparity d = fx B / Z
+  in pixels; invalid values are NaN (never 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _check_focal_baseline(fx: float, baseline: float) -> None:
+    if not (np.isfinite(fx) and fx > 0):
+        raise ValueError(f'focal length must be a positive number of pixels, got {fx}')
+    if not (np.isfinite(baseline) and baseline > 0):
+        raise ValueError(f'stereo baseline must be a positive number of metres, got {baseline}')
+
+
+def disparity_to_depth(disparity: np.ndarray, fx: float, baseline: float) -> np.ndarray:
+    """Depth (m, float32, same shape) = fx * B / d; NaN where d <= 0 or not finite."""
+    _check_focal_baseline(fx, baseline)
+    d = np.asarray(disparity, dtype=np.float32)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        depth = np.float32(fx * baseline) / d
+    depth[~(d > 0) | ~np.isfinite(depth) | ~np.isfinite(d)] = np.nan
+    return depth
+
+
+def depth_to_disparity(depth: np.ndarray, fx: float, baseline: float) -> np.ndarray:
+    """Disparity (px, float32, same shape) = fx * B / Z; NaN where Z <= 0 or not finite."""
+    return disparity_to_depth(depth, fx, baseline)  # the map is its own inverse
+
+
+def baseline_from_projection(p_right: np.ndarray | list[float]) -> float:
+    """Baseline (m) from the right camera's 3x4 projection matrix (P[0,3] = -fx * B)."""
+    p = np.asarray(p_right, dtype=np.float64).reshape(3, 4)
+    fx, tx = p[0, 0], p[0, 3]
+    if not (np.isfinite(fx) and fx > 0):
+        raise ValueError(f'right camera_info has no valid focal length (P[0]={fx})')
+    if not np.isfinite(tx) or tx == 0:
+        raise ValueError('right camera_info has no baseline: P[3] (Tx = -fx*B) is 0; '
+                         'is it the rectified right camera of a calibrated pair?')
+    return float(-tx / fx)
+
+
+def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K (3x3) of an image resized by (sx, sy) = (new_w/old_w, new_h/old_h).
+
+    Uses the pixel-centre convention of cv2.resize: c' = (c + 0.5) * s - 0.5.
+    """
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3).copy()
+    k[0, 0] *= sx
+    k[1, 1] *= sy
+    k[0, 1] *= sx
+    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return k
+
+
+def scale_projection(p: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """P (3x4) of an image resized by (sx, sy); Tx = -fx*B scales with fx (B unchanged)."""
+    p = np.asarray(p, dtype=np.float64).reshape(3, 4).copy()
+    p[0, :3] = scale_intrinsics(p[:, :3], sx, sy)[0]
+    p[1, :3] = scale_intrinsics(p[:, :3], sx, sy)[1]
+    p[0, 3] *= sx
+    p[1, 3] *= sy
+    return p
+
+
+def ray_grid(k: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, 2) float32 of ((u - cx) / fx, (v - cy) / fy) for every pixel: X = Z * rays."""
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    if not (fx > 0 and fy > 0 and np.isfinite([fx, fy, cx, cy]).all()):
+        raise ValueError(f'camera intrinsics are invalid (fx={fx}, fy={fy}, cx={cx}, cy={cy})')
+    rays = np.empty((height, width, 2), np.float32)
+    rays[..., 0] = ((np.arange(width) - cx) / fx)[None, :]
+    rays[..., 1] = ((np.arange(height) - cy) / fy)[:, None]
+    return rays
+
+
+def clip_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np.inf) -> np.ndarray:
+    """Copy of depth (float32) with NaN outside [min_depth, max_depth] and where not positive."""
+    d = np.array(depth, dtype=np.float32, copy=True)
+    with np.errstate(invalid='ignore'):
+        d[~((d >= min_depth) & (d <= max_depth) & (d > 0))] = np.nan
+    return d
+
+
+@dataclass
+class Backprojector:
+    """Back-projects depth maps of one camera into organized xyz clouds, reusing the ray grid
+    and the output buffer between calls (about 1 ms for 640x480)."""
+    k: np.ndarray
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        self.k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
+        self._rays = ray_grid(self.k, self.width, self.height)
+
+    def matches(self, k: np.ndarray, width: int, height: int) -> bool:
+        """True if this back-projector was built for these intrinsics and size."""
+        return (width, height) == (self.width, self.height) and np.array_equal(
+            np.asarray(k, dtype=np.float64).reshape(3, 3), self.k)
+
+    def __call__(self, depth: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W) depth in m (NaN invalid) -> (H, W, 3) float32 xyz in the optical frame; NaN
+        where depth is NaN. ``out`` may be a preallocated (H, W, 3) float32 array (or a view)."""
+        if depth.shape != (self.height, self.width):
+            raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the camera is '
+                             f'{self.width}x{self.height}')
+        if out is None:
+            out = np.empty((self.height, self.width, 3), np.float32)
+        np.multiply(depth, self._rays[..., 0], out=out[..., 0])
+        np.multiply(depth, self._rays[..., 1], out=out[..., 1])
+        out[..., 2] = depth
+        return out
+
+
+def backproject(depth: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """(H, W) depth (m) -> (H, W, 3) float32 organized xyz (NaN where depth is NaN)."""
+    h, w = depth.shape
+    return Backprojector(k, w, h)(np.asarray(depth, np.float32))
+
+
+def project(points: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """(..., 3) points in the optical frame -> (..., 2) pixel coordinates (u, v)."""
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    p = np.asarray(points, dtype=np.float64)
+    uv = p[..., :2] / p[..., 2:3]
+    return np.stack([k[0, 0] * uv[..., 0] + k[0, 1] * uv[..., 1] + k[0, 2],
+                     k[1, 1] * uv[..., 1] + k[1, 2]], axis=-1)
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 whose bits are 0x00RRGGBB (the PCL/RViz 'rgb' field)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'expected (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}')
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    return packed.view(np.float32)
+
+
+def depth_to_millimetres(depth: np.ndarray) -> np.ndarray:
+    """(H, W) depth in m (NaN invalid) -> uint16 millimetres, 0 = invalid or beyond 65.535 m
+    (the 16UC1 convention of REP 118 / OpenNI)."""
+    mm = np.nan_to_num(np.asarray(depth, np.float32) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
+    mm = np.rint(mm)
+    mm[(mm < 0) | (mm > 65535)] = 0
+    return mm.astype(np.uint16)
