@@ -1,0 +1,183 @@
+"""Conversions between numpy arrays and sensor_msgs / stereo_msgs messages.
+
+cv_bridge is used for Image -> array when it is importable (a ROS 2 distribution has it); the
+fallback here is vectorized and covers the encodings depth_ros supports (``ENCODINGS``).
+Message data is always filled through ``array.array('B').frombytes``: handing rclpy a numpy
+array or memoryview directly makes its setter iterate per byte (50-250 ms per frame).
+"""
+from __future__ import annotations
+
+import array
+import sys
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
+
+from . import geometry
+
+try:  # ROS 2 distribution
+    from cv_bridge import CvBridge
+    _BRIDGE: CvBridge | None = CvBridge()
+except ImportError:  # pip-installed rclpy (no cv_bridge wheel exists)
+    _BRIDGE = None
+
+# encoding -> (numpy dtype, channels)
+ENCODINGS: dict[str, tuple[type, int]] = {
+    'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1),
+    'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1),
+    'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), '8UC3': (np.uint8, 3),
+    'rgba8': (np.uint8, 4), 'bgra8': (np.uint8, 4),
+    '32FC1': (np.float32, 1),
+}
+COLOR_ENCODINGS = ('mono8', '8UC1', 'mono16', 'rgb8', 'bgr8', '8UC3', 'rgba8', 'bgra8')
+
+
+class MessageError(ValueError):
+    """A message cannot be used: unsupported encoding, inconsistent size, bad calibration."""
+
+
+def to_bytes(arr: np.ndarray) -> array.array:
+    """Fast message data from an array (C-contiguous copy if needed)."""
+    data = array.array('B')
+    data.frombytes(np.ascontiguousarray(arr).data.cast('B'))
+    return data
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """Image -> (H, W) or (H, W, C) array in the message's own encoding (zero-copy when the
+    rows are not padded and the byte order is native)."""
+    enc = msg.encoding
+    if enc not in ENCODINGS:
+        raise MessageError(f'unsupported image encoding {enc!r}; supported: {", ".join(ENCODINGS)}')
+    dtype, channels = ENCODINGS[enc]
+    h, w = msg.height, msg.width
+    itemsize = np.dtype(dtype).itemsize
+    row = w * channels * itemsize
+    if h == 0 or w == 0:
+        raise MessageError(f'image is empty ({w}x{h})')
+    if msg.step < row or len(msg.data) < msg.step * (h - 1) + row:
+        raise MessageError(f'{enc} image {w}x{h} needs step >= {row} and {msg.step * (h - 1) + row} '
+                           f'bytes of data, got step {msg.step} and {len(msg.data)} bytes')
+    if _BRIDGE is not None:
+        return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding='passthrough'))
+    buf = np.frombuffer(msg.data, np.uint8, count=msg.step * (h - 1) + row)
+    rows = np.lib.stride_tricks.as_strided(buf, (h, row), (msg.step, 1))
+    big = bool(msg.is_bigendian)
+    out = rows.view(np.dtype(dtype).newbyteorder('>' if big else '<')) if itemsize > 1 else rows
+    if itemsize > 1 and big != (sys.byteorder == 'big'):
+        out = out.astype(dtype)
+    out = out.reshape(h, w, channels) if channels > 1 else out.reshape(h, w)
+    return out
+
+
+def image_to_rgb8(msg: Image) -> np.ndarray:
+    """Colour or grey Image -> (H, W, 3) uint8 RGB (what the networks take). mono16 is scaled
+    by its maximum to 8 bits."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise MessageError(f'expected a colour or grey image ({", ".join(COLOR_ENCODINGS)}), '
+                           f'got {msg.encoding!r}')
+    a = image_to_array(msg)
+    enc = msg.encoding
+    if enc in ('mono16', '16UC1'):
+        peak = max(int(a.max()), 1)
+        a = (a.astype(np.float32) * (255.0 / peak)).astype(np.uint8)
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if enc.startswith('bgr'):
+        return np.ascontiguousarray(a[:, :, 2::-1])
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """(H, W) or (H, W, C) array -> Image with the given encoding (dtype and channels checked)."""
+    if encoding not in ENCODINGS:
+        raise MessageError(f'unsupported image encoding {encoding!r}')
+    dtype, channels = ENCODINGS[encoding]
+    if arr.dtype != dtype or (arr.shape[2] if arr.ndim == 3 else 1) != channels or arr.ndim not in (2, 3):
+        raise MessageError(f'{encoding} needs {channels}-channel {np.dtype(dtype).name}, got {arr.dtype} {arr.shape}')
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = sys.byteorder == 'big'
+    msg.step = msg.width * channels * np.dtype(dtype).itemsize
+    msg.data = to_bytes(arr)
+    return msg
+
+
+def camera_matrix(info: CameraInfo) -> np.ndarray:
+    """K (3x3, float64) of a CameraInfo; MessageError if it is zero, NaN or not positive."""
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise MessageError(f'camera_info of frame {info.header.frame_id!r} has no valid intrinsics '
+                           f'(fx={k[0, 0]}, fy={k[1, 1]}); is the camera calibrated?')
+    return k
+
+
+def check_info_matches(info: CameraInfo, width: int, height: int) -> None:
+    """MessageError unless camera_info describes an image of this size."""
+    if (info.width, info.height) != (width, height):
+        raise MessageError(f'camera_info is {info.width}x{info.height} but the image is {width}x{height}')
+
+
+def scaled_camera_info(info: CameraInfo, width: int, height: int) -> CameraInfo:
+    """Copy of ``info`` for the same camera resampled to width x height (K and P scaled with the
+    cv2.resize pixel-centre convention; header, distortion and R kept)."""
+    sx, sy = width / info.width, height / info.height
+    out = CameraInfo()
+    out.header = info.header
+    out.width, out.height = int(width), int(height)
+    out.distortion_model = info.distortion_model
+    out.d = list(info.d)
+    out.r = list(info.r)
+    out.k = geometry.scale_intrinsics(np.asarray(info.k), sx, sy).ravel().tolist()
+    out.p = geometry.scale_projection(np.asarray(info.p), sx, sy).ravel().tolist()
+    return out
+
+
+_XYZ_FIELDS = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate('xyz')]
+_RGB_FIELD = PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1)
+
+
+def cloud_buffer(height: int, width: int, rgb: bool) -> np.ndarray:
+    """Preallocated (H, W, 3 or 4) float32 buffer laid out as the cloud's points."""
+    return np.empty((height, width, 4 if rgb else 3), np.float32)
+
+
+def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
+    """Organized PointCloud2 from an (H, W, 3) xyz or (H, W, 4) xyz+packed-rgb float32 array
+    (``geometry.pack_rgb`` gives the rgb channel); NaN points are invalid (is_dense False)."""
+    if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in (3, 4):
+        raise MessageError(f'points must be (H, W, 3|4) float32, got {points.dtype} {points.shape}')
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = int(points.shape[0]), int(points.shape[1])
+    msg.fields = _XYZ_FIELDS + ([_RGB_FIELD] if points.shape[2] == 4 else [])
+    msg.is_bigendian = sys.byteorder == 'big'
+    msg.point_step = 4 * points.shape[2]
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = False
+    msg.data = to_bytes(points)
+    return msg
+
+
+def disparity_image(disparity: np.ndarray, header: Header, f: float, t: float,
+                    min_disparity: float, max_disparity: float, delta_d: float = 0.0) -> DisparityImage:
+    """stereo_msgs/DisparityImage (32FC1 image; invalid pixels are NaN, as the node documents;
+    ``valid_window`` is the bounding box of finite disparities)."""
+    msg = DisparityImage()
+    msg.header = header
+    msg.image = array_to_image(np.asarray(disparity, np.float32), '32FC1', header)
+    msg.f, msg.t = float(f), float(t)
+    msg.min_disparity, msg.max_disparity = float(min_disparity), float(max_disparity)
+    msg.delta_d = float(delta_d)
+    finite = np.isfinite(disparity)
+    rows, cols = np.flatnonzero(finite.any(axis=1)), np.flatnonzero(finite.any(axis=0))
+    if rows.size:
+        msg.valid_window.y_offset, msg.valid_window.x_offset = int(rows[0]), int(cols[0])
+        msg.valid_window.height = int(rows[-1] - rows[0] + 1)
+        msg.valid_window.width = int(cols[-1] - cols[0] + 1)
+    return msg
