@@ -73,6 +73,24 @@ def scale_projection(p: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return p
 
 
+def decimate(image: np.ndarray, factor: int) -> np.ndarray:
+    """Every ``factor``-th pixel starting at (factor - 1) // 2 in both axes (no mixing of values
+    across depth edges); pair with ``decimate_intrinsics``."""
+    o = (factor - 1) // 2
+    return image[o::factor, o::factor]
+
+
+def decimate_intrinsics(k: np.ndarray, factor: int) -> np.ndarray:
+    """K of ``decimate(image, factor)``: pixel u' samples u = factor * u' + o, so
+    f' = f / factor and c' = (c - o) / factor (exact for the sampled pixels)."""
+    o = (factor - 1) // 2
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3).copy()
+    k[:2, :3] /= factor
+    k[0, 2] -= o / factor
+    k[1, 2] -= o / factor
+    return k
+
+
 def ray_grid(k: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H, W, 2) float32 of ((u - cx) / fx, (v - cy) / fy) for every pixel: X = Z * rays."""
     k = np.asarray(k, dtype=np.float64).reshape(3, 3)

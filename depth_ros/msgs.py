@@ -108,9 +108,13 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     return msg
 
 
-def camera_matrix(info: CameraInfo) -> np.ndarray:
-    """K (3x3, float64) of a CameraInfo; MessageError if it is zero, NaN or not positive."""
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+def camera_matrix(info: CameraInfo, rectified: bool = True) -> np.ndarray:
+    """Intrinsics (3x3, float64) of a CameraInfo: for rectified images the left 3x3 of P (what
+    image_rect is projected with), falling back to K when P is unset. MessageError if zero,
+    NaN or not positive."""
+    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    use_p = rectified and np.isfinite(p).all() and p[0, 0] > 0
+    k = p[:, :3].copy() if use_p else np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
         raise MessageError(f'camera_info of frame {info.header.frame_id!r} has no valid intrinsics '
                            f'(fx={k[0, 0]}, fy={k[1, 1]}); is the camera calibrated?')

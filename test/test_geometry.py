@@ -111,3 +111,12 @@ def test_pack_rgb_bits():
 def test_depth_to_millimetres():
     mm = g.depth_to_millimetres(np.array([1.2344, np.nan, -1.0, 70.0, np.inf, 0.0006], np.float32))
     assert mm.dtype == np.uint16 and mm.tolist() == [1234, 0, 0, 0, 0, 1]
+
+
+@pytest.mark.parametrize('factor', [1, 2, 3, 4])
+def test_decimation_keeps_exact_geometry(factor):
+    depth = (1.0 / plane_inverse_depth(K, W, H, NORMAL, 3.0)).astype(np.float32)
+    small = g.decimate(depth, factor)
+    kd = g.decimate_intrinsics(K, factor)
+    assert small.shape == (len(range((factor - 1) // 2, H, factor)), len(range((factor - 1) // 2, W, factor)))
+    assert on_plane_error(g.backproject(np.ascontiguousarray(small), kd), NORMAL, 3.0) < 1e-5

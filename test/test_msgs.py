@@ -103,6 +103,11 @@ def test_scaled_camera_info_matches_geometry():
 
 def test_camera_matrix_validation():
     assert msgs.camera_matrix(camera_info())[0, 0] == 500.0
+    info = camera_info()
+    info.p = [0.0] * 12  # unrectified driver: P unset, K used
+    assert msgs.camera_matrix(info)[1, 1] == 500.0
+    info.p = [450.0, 0.0, 300.0, 0.0, 0.0, 450.0, 200.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert msgs.camera_matrix(info)[0, 2] == 300.0 and msgs.camera_matrix(info, rectified=False)[0, 2] == 319.5
     with pytest.raises(msgs.MessageError, match='intrinsics'):
         msgs.camera_matrix(camera_info(fx=0.0))
     with pytest.raises(msgs.MessageError, match='640x480'):
