@@ -1,0 +1,259 @@
+"""Export registered networks to ONNX graphs plus a model card; checkpoints; ONNX parity.
+
+Files written by :func:`export_model` into ``out_dir``:
+
+- mono: ``<name>.onnx``, input ``image`` (1, 3, H, W) RGB in [0, 1] -> output ``depth``;
+- stereo: ``<name>.s<k>.onnx`` for k = 1 .. ``model.max_stages``, inputs ``left``, ``right``
+  (1, 3, H, W) -> output ``disparity`` (px), so the runtime picks how many stages to run;
+- ``<name>.json``: the model card (see :mod:`depth_ros.model_card`).
+
+Graphs use the TorchScript-based exporter (``dynamo=False``): it keeps AnyNet's scripted SPN
+recurrence as an ONNX Loop whose trip count follows the input width; the dynamo exporter
+cannot export that loop without unrolling it to a fixed width. H and W are dynamic axes
+(multiples of ``model.multiple_of``) unless ``dynamic=False``; the batch is fixed to 1.
+
+``fp16=True`` writes ``<name>_fp16...`` graphs whose weights are stored as float16 and cast to
+float32 when the session loads them: half the file size, float32 arithmetic and I/O, so ORT's
+CPU provider runs them unchanged; the card says ``output.precision: fp16``.
+
+Checkpoints (shared with the trainer) are ``torch.save``d dicts of plain data:
+``{'arch': str, 'options': dict, 'model': state_dict, 'card': dict, ...}``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from onnx import TensorProto, helper, numpy_helper
+
+from ..model_card import Graph, ModelCard, load_card, sha256_of
+from ._registry import create_model, model_kind
+
+DEFAULT_INPUT_SIZE = (256, 512)
+CARD_KEYS = ('trained', 'training', 'metrics', 'f_canonical')
+INPUT_NAMES = {'mono': ('image',), 'stereo': ('left', 'right')}
+OUTPUT = {'mono': ('depth', 'm'), 'stereo': ('disparity', 'px')}
+FP16_MIN_ELEMENTS = 64  # smaller float constants (eps, scalars) stay float32
+
+
+def _stage_counts(model: nn.Module, kind: str) -> list[int]:
+    """Graphs to export: [1] for mono; 1 .. model.max_stages for stereo."""
+    return [1] if kind == 'mono' else list(range(1, model.max_stages + 1))
+
+
+def _export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, kind: str,
+                  opset: int, dynamic: bool) -> None:
+    """Trace ``model`` (eval mode) on ``inputs`` into the ONNX file ``path``."""
+    names = INPUT_NAMES[kind]
+    output = OUTPUT[kind][0]
+    axes = None
+    if dynamic:
+        axes = {n: {2: 'height', 3: 'width'} for n in names}
+        axes[output] = {2: 'out_height', 3: 'out_width'}
+    with torch.no_grad():
+        torch.onnx.export(model, inputs, str(path), dynamo=False, opset_version=opset,
+                          input_names=list(names), output_names=[output], dynamic_axes=axes,
+                          do_constant_folding=True)
+
+
+def store_weights_fp16(path: Path) -> None:
+    """Rewrite the ONNX file ``path`` in place: float32 initializers with at least
+    FP16_MIN_ELEMENTS values are stored as float16 and cast back to float32 on load."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < FP16_MIN_ELEMENTS:
+            continue
+        name = init.name
+        half = numpy_helper.to_array(init).astype(np.float16)
+        init.CopyFrom(numpy_helper.from_array(half, f'{name}__fp16'))
+        casts.append(helper.make_node('Cast', [f'{name}__fp16'], [name], to=TensorProto.FLOAT))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
+                 options: dict[str, Any] | None = None, state_dict: dict[str, Any] | None = None,
+                 input_size: tuple[int, int] | None = None, opset: int = 17, dynamic: bool = True,
+                 fp16: bool = False, card: dict[str, Any] | None = None) -> Path:
+    """Export ``create_model(arch, **options)`` (with ``state_dict`` loaded if given) to ONNX.
+
+    ``input_size`` (H, W) in px is the tracing size recorded in the card (default: the model's
+    ``input_size`` attribute, else 256x512). ``card`` may give ``trained`` (default: whether a
+    state_dict was given), ``training``, ``metrics`` and ``f_canonical`` (focal length in px of
+    the canonical camera, mono). The stem is ``name`` (default ``arch``), plus ``_fp16`` with
+    ``fp16``. Returns the path of the card ``<out_dir>/<stem>.json``.
+    """
+    options = dict(options or {})
+    card = dict(card or {})
+    unknown = sorted(set(card) - set(CARD_KEYS))
+    if unknown:
+        raise ValueError(f'unknown card keys {unknown}; accepted: {", ".join(CARD_KEYS)}')
+    kind = model_kind(arch)
+    model = create_model(arch, **options)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    model.eval()
+    for attr in ('multiple_of', 'output_scale'):
+        if not hasattr(model, attr):
+            raise AttributeError(f'model {arch!r} must set the attribute {attr!r} to be exported')
+    height, width = input_size or getattr(model, 'input_size', DEFAULT_INPUT_SIZE)
+    if height % model.multiple_of or width % model.multiple_of:
+        raise ValueError(f'input size {height}x{width} is not a multiple of {model.multiple_of}')
+
+    stem = (name or arch) + ('_fp16' if fp16 else '')
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = tuple(torch.rand(1, 3, height, width) for _ in INPUT_NAMES[kind])
+    graphs = []
+    stages_before = getattr(model, 'stages', None)
+    for k in _stage_counts(model, kind):
+        path = out_dir / (f'{stem}.onnx' if kind == 'mono' else f'{stem}.s{k}.onnx')
+        if kind == 'stereo':
+            model.stages = k
+        _export_graph(model, inputs, path, kind, opset, dynamic)
+        if fp16:
+            store_weights_fp16(path)
+        graphs.append(Graph(stages=k, file=path.name, sha256=sha256_of(path)))
+    if kind == 'stereo':
+        model.stages = stages_before
+
+    quantity, unit = OUTPUT[kind]
+    model_card = ModelCard(
+        name=stem, arch=arch, kind=kind, graphs=graphs, options=options,
+        input={'layout': 'NCHW', 'color': 'rgb', 'range': [0, 1], 'size': [height, width],
+               'dynamic': dynamic, 'multiple_of': model.multiple_of},
+        output={'quantity': quantity, 'unit': unit, 'scale': float(model.output_scale),
+                'precision': 'fp16' if fp16 else 'fp32'},
+        f_canonical=card.get('f_canonical', getattr(model, 'f_canonical', None)),
+        trained=bool(state_dict is not None and card.get('trained', True)),
+        training=card.get('training', {}), metrics=card.get('metrics', {}), directory=out_dir)
+    return model_card.save(out_dir / f'{stem}.json')
+
+
+def onnx_parity(model: nn.Module, card_path: str | Path, *inputs: torch.Tensor,
+                stages: int | None = None, seed: int = 0) -> float:
+    """Max abs difference between ``model`` (eval, torch) and the card's ONNX graphs run by an
+    ONNX Runtime CPU session, over every graph (or the one running ``stages`` stages).
+
+    ``inputs``: (1, 3, H, W) RGB in [0, 1], one tensor (mono) or two (stereo); default: uniform
+    random at the card's input size drawn with ``seed``. Units are the output's (px or m).
+    """
+    import onnxruntime as ort
+
+    card = load_card(card_path)
+    names = INPUT_NAMES[card.kind]
+    if not inputs:
+        gen = torch.Generator().manual_seed(seed)
+        inputs = tuple(torch.rand(1, 3, *card.input['size'], generator=gen) for _ in names)
+    if len(inputs) != len(names):
+        raise ValueError(f'{card.kind} model takes {len(names)} inputs, got {len(inputs)}')
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    feeds = {n: x.detach().cpu().numpy().astype(np.float32) for n, x in zip(names, inputs)}
+    was_training, stages_before = model.training, getattr(model, 'stages', None)
+    model.eval()
+    worst = 0.0
+    try:
+        for k in card.stages if stages is None else [stages]:
+            if card.kind == 'stereo':
+                model.stages = k
+            with torch.no_grad():
+                ref = model(*inputs).cpu().numpy()
+            sess = ort.InferenceSession(str(card.graph_path(k)), opts, providers=['CPUExecutionProvider'])
+            out = sess.run(None, feeds)[0]
+            if out.shape != ref.shape:
+                raise ValueError(f'graph {k}: ONNX output {out.shape} != torch output {ref.shape}')
+            worst = max(worst, float(np.abs(out - ref).max()))
+    finally:
+        if card.kind == 'stereo':
+            model.stages = stages_before
+        model.train(was_training)
+    return worst
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, arch: str, options: dict[str, Any] | None = None,
+                    card: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """Write ``{'arch', 'options', 'model': state_dict, 'card', **extra}`` with torch.save
+    (plain data only, so :func:`read_checkpoint` loads it with ``weights_only=True``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'arch': arch, 'options': dict(options or {}), 'model': model.state_dict(),
+                'card': dict(card or {}), **extra}, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict (``torch.load(weights_only=True)``, tensors on the CPU) and check
+    that it names an ``arch`` and holds a ``model`` state dict."""
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(ckpt, dict) or 'arch' not in ckpt or 'model' not in ckpt:
+        raise ValueError(f"checkpoint {path} must be a dict with 'arch' and 'model' (a state dict)")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``create_model(arch, **options)`` from a checkpoint and load its weights.
+    Returns (model in eval mode, the checkpoint dict)."""
+    ckpt = read_checkpoint(path)
+    model = create_model(ckpt['arch'], **ckpt.get('options', {}))
+    model.load_state_dict(ckpt['model'])
+    return model.eval(), ckpt
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    """'key=value' -> (key, Python literal of value, or the raw string)."""
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f'options are key=value, not {text!r}')
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``depth-ros-export``: export an architecture (untrained) or a checkpoint to ONNX + card."""
+    p = argparse.ArgumentParser(prog='depth-ros-export', description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--arch', help='registered architecture (exported untrained)')
+    src.add_argument('--checkpoint', type=Path, help='checkpoint .pt written by the trainer')
+    p.add_argument('--option', type=_parse_option, action='append', default=[], metavar='KEY=VALUE',
+                   help='create_model option (with --arch), repeatable')
+    p.add_argument('--name', help='file stem of the card and graphs (default: the arch)')
+    p.add_argument('--out', type=Path, default=Path('models'), help='output folder')
+    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), help='tracing/card size, px')
+    p.add_argument('--opset', type=int, default=17)
+    p.add_argument('--fp16', action='store_true', help='store weights as float16 (float32 I/O and math)')
+    p.add_argument('--static', action='store_true', help='fixed input size instead of dynamic H/W')
+    args = p.parse_args(argv)
+
+    if args.checkpoint:
+        if args.option:
+            p.error('--option only goes with --arch (a checkpoint carries its options)')
+        ckpt = read_checkpoint(args.checkpoint)
+        arch, options, state, card = ckpt['arch'], ckpt.get('options', {}), ckpt['model'], ckpt.get('card')
+    else:
+        arch, options, state, card = args.arch, dict(args.option), None, None
+    card_path = export_model(arch, args.out, name=args.name, options=options, state_dict=state,
+                             input_size=tuple(args.input_size) if args.input_size else None,
+                             opset=args.opset, dynamic=not args.static, fp16=args.fp16, card=card)
+    written = load_card(card_path)
+    for g in written.graphs:
+        path = written.directory / g.file
+        print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {g.stages} stage(s))')
+    print(f'wrote {card_path} (trained: {str(written.trained).lower()})')
+
+
+if __name__ == '__main__':
+    main()
