@@ -23,7 +23,10 @@ setup(
     python_requires='>=3.10',
     install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'onnxruntime', 'pyyaml'],
     extras_require={
-        'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy'],
+        # the ROS 2 Python runtime from PyPI, for machines without a ROS 2 distribution
+        'ros': ['ros-rclpy[fastrtps]', 'ros-sensor-msgs', 'ros-stereo-msgs', 'ros-std-msgs',
+                'ros-geometry-msgs', 'ros-diagnostic-msgs', 'ros-ament-index-python', 'ros-rcl-interfaces'],
+        'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy', 'h5py'],
         'test': ['pytest'],
     },
     zip_safe=True,
