@@ -112,7 +112,7 @@ def full_cost_volume(left: torch.Tensor, right: torch.Tensor, disparities: int) 
     """L1 matching cost (B, D, h, w) of left features (B, C, h, w) at x against right at x - d,
     d = 0 .. D-1 px; right features left of the image count as zero."""
     padded = F.pad(right, (disparities - 1, 0))
-    costs = [(left - padded[..., disparities - 1 - d: padded.shape[-1] - d]).abs().sum(1)
+    costs = [(left - padded[..., disparities - 1 - d: -d if d else None]).abs().sum(1)
              for d in range(disparities)]
     return torch.stack(costs, 1)
 

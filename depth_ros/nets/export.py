@@ -4,7 +4,8 @@ Files written by :func:`export_model` into ``out_dir``:
 
 - mono: ``<name>.onnx``, input ``image`` (1, 3, H, W) RGB in [0, 1] -> output ``depth``;
 - stereo: ``<name>.s<k>.onnx`` for k = 1 .. ``model.max_stages``, inputs ``left``, ``right``
-  (1, 3, H, W) -> output ``disparity`` (px), so the runtime picks how many stages to run;
+  (1, 3, H, W) -> output ``disparity`` (px), so the runtime picks how many stages to run
+  (stereo models expose ``max_stages`` and a settable ``stages``);
 - ``<name>.json``: the model card (see :mod:`depth_ros.model_card`).
 
 Graphs use the TorchScript-based exporter (``dynamo=False``): it keeps AnyNet's scripted SPN
