@@ -1,0 +1,97 @@
+"""Network runners: one interface, ``run(inputs) -> output``, for ONNX Runtime (and torch).
+
+Execution providers are named 'cpu', 'cuda', 'tensorrt' (or 'openvino', 'coreml', 'dml') or by
+their full ONNX Runtime names; unavailable ones are dropped with a warning on the 'depth_ros'
+logger, and the CPU provider is always the last fallback.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from ..model_card import ModelCardError
+from .images import EstimatorError
+
+log = logging.getLogger('depth_ros')
+
+CPU = 'CPUExecutionProvider'
+ALIASES = {'cpu': CPU, 'cuda': 'CUDAExecutionProvider', 'tensorrt': 'TensorrtExecutionProvider',
+           'openvino': 'OpenVINOExecutionProvider', 'coreml': 'CoreMLExecutionProvider',
+           'dml': 'DmlExecutionProvider'}
+
+
+class Runner(Protocol):
+    """Runs one network graph: named float32 NCHW inputs -> its (first) output."""
+    providers: list[str]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        ...
+
+
+def available_providers() -> list[str]:
+    """ONNX Runtime execution providers usable on this machine (full names, preferred first)."""
+    return list(ort.get_available_providers())
+
+
+def requested_providers(providers: str | Sequence[str]) -> list[str]:
+    """Full provider names asked for: a name, a comma-separated string or a list of names."""
+    names = providers.split(',') if isinstance(providers, str) else list(providers)
+    full = []
+    for name in names:
+        name = str(name).strip()
+        name = ALIASES.get(name.lower(), name)
+        if not name.endswith('ExecutionProvider'):
+            raise EstimatorError(f'unknown execution provider {name!r}; accepted: {", ".join(ALIASES)} or full '
+                                 f'ONNX Runtime names (available here: {", ".join(available_providers())})')
+        if name not in full:
+            full.append(name)
+    return full
+
+
+def resolve_providers(providers: str | Sequence[str]) -> list[str]:
+    """The available providers among those requested, in order, with CPU appended as the fallback.
+
+    TensorRT alone gets CUDA added after it (when available) for the nodes TensorRT cannot run.
+    """
+    available = available_providers()
+    wanted = requested_providers(providers)
+    if wanted == [ALIASES['tensorrt']]:
+        wanted.append(ALIASES['cuda'])
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        log.warning('ONNX Runtime execution provider(s) %s not available here (available: %s); using %s',
+                    ', '.join(missing), ', '.join(available), 'the others' if len(missing) < len(wanted) else 'CPU')
+    used = [p for p in wanted if p in available]
+    return used + ([CPU] if CPU not in used else [])
+
+
+class OrtRunner:
+    """An ONNX Runtime session on one graph file. ``providers`` are those the session really uses."""
+
+    def __init__(self, path: str | Path, providers: Sequence[str], threads: int = 0,
+                 input_names: Sequence[str] = ()) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: ORT's warnings are about graph internals
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        except Exception as e:  # ORT raises its own exception types for unreadable/invalid graphs
+            raise ModelCardError(f'ONNX Runtime cannot load {path}: {e}') from e
+        self.providers = self.session.get_providers()
+        dropped = [p for p in providers if p not in self.providers]
+        if dropped:
+            log.warning('ONNX Runtime could not start %s for %s; running on %s', ', '.join(dropped), path,
+                        ', '.join(self.providers))
+        names = [i.name for i in self.session.get_inputs()]
+        if input_names and sorted(names) != sorted(input_names):
+            raise ModelCardError(f'graph {path} has inputs {names}, expected {list(input_names)}')
+        self.output_name = self.session.get_outputs()[0].name
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the graph; returns its first output."""
+        return self.session.run([self.output_name], inputs)[0]

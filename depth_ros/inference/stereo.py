@@ -1,0 +1,161 @@
+"""StereoEstimator: disparity from a rectified stereo pair by a network (ONNX Runtime or torch)
+or by OpenCV's SGBM/BM, behind one interface."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .images import EstimatorError, TensorMaker, check_pair
+from .loading import LoadedModel, check_backend, load_network
+from .opencv_stereo import DISP_SCALE, METHODS, OpenCVStereo
+from .runners import Runner
+from .sizing import SizeMap, mask_invalid, scaled_size, size_map
+
+log = logging.getLogger('depth_ros')
+
+
+class _StereoNetwork:
+    """A stereo network's graphs, one lazily created and cached runner per stage count."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        card = loaded.card
+        self.fixed_size, self.multiple_of, self.output_scale = loaded.fixed_size, loaded.multiple_of, loaded.output_scale
+        self.tensor = TensorMaker(card.input.get('color', 'rgb'), tuple(card.input.get('range', (0, 1))))
+        limit = card.output.get('max_disparity', card.options.get('max_disparity'))
+        self.max_disparity = float(limit) if limit else None  # px at network resolution; None: unknown
+        self.min_disparity = 0.0
+        self.runners: dict[int, Runner] = {}
+
+    def runner(self, stages: int) -> Runner:
+        if stages not in self.runners:
+            self.runners[stages] = self.loaded.make_runner(stages)
+        return self.runners[stages]
+
+    def disparity(self, left: np.ndarray, right: np.ndarray, stages: int) -> np.ndarray:
+        """uint8 images at network size -> (h, w) float32 disparity (px at network resolution)."""
+        out = self.runner(stages).run({'left': self.tensor(left, 'left'), 'right': self.tensor(right, 'right')})
+        return np.asarray(out.reshape(out.shape[-2:]), np.float32)
+
+
+class StereoEstimator:
+    """Disparity (px) of the left image of a rectified pair.
+
+    ``model``: 'opencv_sgbm' / 'opencv_bm' (OpenCV, parameters in ``sgbm``, see
+    :mod:`depth_ros.inference.opencv_stereo`), a shipped model name, a card or .onnx path, or a
+    ``.pt`` checkpoint (torch backend). ``backend``: 'auto', 'onnxruntime', 'torch' or 'opencv'.
+    ``stages``: how many stages of an anytime network to run (default: all; settable later).
+    ``providers``: 'cpu', 'cuda', 'tensorrt', full ONNX Runtime names or a list (unavailable ones
+    fall back to the CPU with a warning). ``threads``: ONNX Runtime intra-op threads, or torch's or
+    OpenCV's process-wide thread count (0: library default). ``input_scale``: images are resized
+    by it before matching (e.g. 0.5 to halve the work); ignored by fixed-size graphs, which get
+    images resized to their size.
+    """
+    kind = 'stereo'
+
+    def __init__(self, model: str | Path = 'opencv_sgbm', *, backend: str = 'auto', stages: int | None = None,
+                 providers: str | Sequence[str] = 'cpu', threads: int = 0, input_scale: float = 1.0,
+                 sgbm: dict[str, Any] | None = None) -> None:
+        check_backend(backend)
+        if isinstance(input_scale, bool) or not isinstance(input_scale, Real) or not 0 < input_scale <= 4:
+            raise EstimatorError(f'input_scale must be a number in (0, 4], got {input_scale!r}')
+        self.input_scale = float(input_scale)
+        self._scale_x = self.input_scale  # updated by every call
+        self._padded_width: int | None = None
+        if str(model) in METHODS:
+            if backend not in ('auto', 'opencv'):
+                raise EstimatorError(f'{model} runs on the opencv backend, not {backend!r}')
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+                raise EstimatorError(f'threads must be an integer >= 0, got {threads!r}')
+            if threads:
+                cv2.setNumThreads(threads)
+            self._opencv: OpenCVStereo | None = OpenCVStereo(str(model), sgbm)
+            self._net: _StereoNetwork | None = None
+            self.name, self.backend, self.trained = str(model), 'opencv', True
+            self.available_stages = [1]
+            self.providers: list[str] = []
+        else:
+            if sgbm:
+                raise EstimatorError(f'sgbm parameters apply to {" and ".join(METHODS)} only, not {model!r}')
+            loaded = load_network(model, 'stereo', backend, providers, threads, builtin=METHODS)
+            self._opencv, self._net = None, _StereoNetwork(loaded)
+            self.name, self.backend, self.trained = loaded.card.name, loaded.backend, loaded.card.trained
+            self.available_stages = loaded.card.stages
+            if loaded.fixed_size and self.input_scale != 1.0:
+                log.warning('model %r has fixed-size graphs: input_scale %g is ignored', self.name, self.input_scale)
+        self.stages = max(self.available_stages) if stages is None else stages
+        if self._net is not None:
+            self.providers = self._net.runner(self.stages).providers  # load the first graph now
+
+    @property
+    def stages(self) -> int:
+        """Stages run per call (one of ``available_stages``); switching is cheap once each was used."""
+        return self._stages
+
+    @stages.setter
+    def stages(self, value: int) -> None:
+        if value not in self.available_stages:
+            raise EstimatorError(f'{self.name} runs {", ".join(map(str, self.available_stages))} stage(s), not {value!r}')
+        self._stages = int(value)
+
+    @property
+    def min_disparity(self) -> float:
+        """Smallest valid disparity (px at input resolution)."""
+        low = self._opencv.min_disparity if self._opencv else self._net.min_disparity
+        return max(low, 0.0) / self._scale_x
+
+    @property
+    def max_disparity(self) -> float:
+        """Largest disparity the method can return (px at input resolution); for a network whose
+        card gives no limit, the width it ran at (after the first call)."""
+        high = self._opencv.max_disparity if self._opencv else self._net.max_disparity
+        if high is None:
+            high = float(self._padded_width or 0)
+        return high / self._scale_x
+
+    @property
+    def delta_d(self) -> float:
+        """Disparity resolution (px at input resolution): OpenCV's 1/16 px fixed point; networks
+        output continuous values and report the same 1/16 px."""
+        return 1.0 / DISP_SCALE / self._scale_x
+
+    @property
+    def sgbm_params(self) -> dict[str, Any]:
+        """Current OpenCV parameters (empty for networks)."""
+        return dict(self._opencv.params) if self._opencv else {}
+
+    def set_sgbm(self, **params: Any) -> None:
+        """Change OpenCV matcher parameters at run time (names as in stereo_image_proc)."""
+        if self._opencv is None:
+            raise EstimatorError(f'set_sgbm applies to {" and ".join(METHODS)}; this estimator runs {self.name}')
+        self._opencv.set_params(**params)
+
+    def size_map(self, shape: tuple[int, int]) -> SizeMap:
+        """How (H, W) images are mapped to the matcher and back."""
+        backend = self._opencv or self._net
+        net = backend.fixed_size or scaled_size(shape, self.input_scale)
+        return size_map(tuple(shape), net, multiple_of=backend.multiple_of, output_scale=backend.output_scale)
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H, W, 3) or grey (H, W) rectified pair -> (H, W) float32 disparity in px of
+        the input images, NaN where invalid (not positive, or outside the searched range)."""
+        left, right = check_pair(left, right)
+        sm = self.size_map(left.shape[:2])
+        left_net, right_net = sm.to_network(left), sm.to_network(right)
+        if self._opencv:
+            disparity = self._opencv.disparity(left_net, right_net)
+            low, high = self._opencv.min_disparity, self._opencv.max_disparity
+        else:
+            disparity = self._net.disparity(left_net, right_net, self._stages)
+            low, high = self._net.min_disparity, self._net.max_disparity or sm.padded_size[1]
+        self._scale_x, self._padded_width = sm.scale_x, sm.padded_size[1]
+        disparity = sm.from_network(mask_invalid(disparity, low, high))
+        if sm.scale_x != 1.0:
+            disparity = disparity * np.float32(1.0 / sm.scale_x)
+        return disparity
