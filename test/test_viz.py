@@ -101,3 +101,21 @@ def test_tile_and_write_image(tmp_path):
         viz.write_image(tmp_path / 'missing' / 'x.png', fig)
     with pytest.raises(ValueError, match='uint8'):
         viz.tile([('f', np.zeros((4, 4), np.float32))], columns=1)
+
+
+def test_rviz_config_parses_and_shows_our_topics():
+    import yaml
+    from pathlib import Path
+
+    config = yaml.safe_load((Path(__file__).parent.parent / 'config' / 'depth_ros.rviz').read_text())
+    manager = config['Visualization Manager']
+    assert manager['Global Options']['Fixed Frame'] == 'camera_left_optical_frame'
+    displays = {d['Name']: d for d in manager['Displays']}
+    topics = {d['Topic']['Value']: d for d in displays.values() if isinstance(d.get('Topic'), dict)}
+    assert set(topics) == {'/points', '/depth/image', '/left/image_rect'}
+    clouds = [d for d in displays.values() if d['Class'] == 'rviz_default_plugins/PointCloud2']
+    assert [(c['Color Transformer'], c['Enabled']) for c in clouds] == [('RGB8', True), ('AxisColor', False)]
+    assert all(c['Axis'] == 'Z' for c in clouds)
+    assert displays['Depth (0-10 m)']['Class'] == 'rviz_default_plugins/Image'
+    assert all(d['Topic']['Reliability Policy'] == 'Reliable' for d in displays.values() if 'Topic' in d)
+    assert manager['Views']['Current']['Class'] == 'rviz_default_plugins/Orbit'
