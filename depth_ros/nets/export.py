@@ -225,7 +225,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``depth-ros-export``: export an architecture (untrained) or a checkpoint to ONNX + card."""
-    p = argparse.ArgumentParser(prog='depth-ros-export', description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog='depth-ros-export', description='Export a registered network '
+                                '(untrained) or a trainer checkpoint to ONNX graphs plus a model card.')
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--arch', help='registered architecture (exported untrained)')
     src.add_argument('--checkpoint', type=Path, help='checkpoint .pt written by the trainer')
