@@ -326,6 +326,12 @@ class SyntheticSource:
         """Frames rendered so far."""
         return len(self._frames)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s for the loop to be rendered; True once it is (or rendering
+        stopped)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def read(self) -> Frame:
         """The next frame of the forwards-backwards loop over the frames rendered so far."""
         n = len(self._frames)

@@ -7,6 +7,7 @@ non-finite / non-positive value) invalid; point clouds are in a REP 103 optical 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -138,41 +139,77 @@ def render_points(points: np.ndarray, colors: np.ndarray, r: np.ndarray, t: np.n
     return image.reshape(h, w, 3)
 
 
-def preview_cloud(points: np.ndarray, colors: np.ndarray, size: tuple[int, int] = (480, 360),
-                  azimuth_deg: float = -40.0, elevation_deg: float = 30.0,
-                  fov_deg: float = 60.0, max_points: int = 80_000) -> np.ndarray:
-    """A picture of an organized cloud (H, W, 3 xyz, optical frame of the source camera) seen
-    from above and beside the camera: the virtual camera orbits the cloud's median point by
-    ``azimuth_deg`` (about the up axis, negative = to the left) and ``elevation_deg`` (up),
-    at the distance that shows the 5-95 % extent. The source camera is drawn as a white
-    frustum. Clouds are strided down to about ``max_points`` points. Returns (h, w, 3) RGB."""
-    pts = np.asarray(points, np.float32)
-    cols = np.asarray(colors, np.uint8)
-    if pts.shape[:-1] != cols.shape[:-1] or pts.shape[-1] != 3 or cols.shape[-1] != 3:
-        raise ValueError(f'points {pts.shape} and colours {cols.shape} must be (..., 3) and match')
-    if pts.ndim == 3:  # organized: stride rows and columns alike to keep the shape regular
-        s = max(1, int(np.ceil(np.sqrt(pts.shape[0] * pts.shape[1] / max_points))))
-        pts, cols = pts[::s, ::s], cols[::s, ::s]
-    flat = pts.reshape(-1, 3)
-    good = np.isfinite(flat).all(axis=1)
-    w, h = size
-    if not good.any():
-        out = np.zeros((h, w, 3), np.uint8)
-        cv2.putText(out, 'no valid points', (10, h // 2), FONT, 0.6, WHITE, 1, cv2.LINE_AA)
-        return out
-    centre = np.median(flat[good], axis=0)
-    extent = np.percentile(flat[good], 95, axis=0) - np.percentile(flat[good], 5, axis=0)
-    radius = max(float(np.linalg.norm(extent)) / 2, 0.1)
-    f = 0.5 * w / np.tan(np.radians(fov_deg) / 2)
-    dist = 1.25 * radius * f / (0.5 * min(w, h))
+@dataclass
+class View:
+    """A virtual camera for point-cloud previews: world-to-view R (3x3), t (3,), intrinsics K
+    (3x3), image size (w, h) px, and the size (m) of the source-camera frustum drawn."""
+    r: np.ndarray
+    t: np.ndarray
+    k: np.ndarray
+    size: tuple[int, int]
+    frustum: float
+
+
+def _strided(points: np.ndarray, max_points: int) -> np.ndarray:
+    """Every n-th point (rows and columns alike for organized clouds) to keep ~max_points."""
+    step = max(1, int(np.ceil(np.sqrt(points[..., 0].size / max_points))))
+    return points[::step, ::step] if points.ndim == 3 else points[::step ** 2]
+
+
+def cloud_view(points: np.ndarray, size: tuple[int, int] = (480, 360), azimuth_deg: float = -35.0,
+               elevation_deg: float = 25.0) -> View | None:
+    """View of a cloud ((..., 3) xyz in the optical frame of the source camera) from above and
+    beside the camera: it orbits the cloud's median point by ``azimuth_deg`` (about the up axis,
+    negative = to the left) and ``elevation_deg`` (up), and its zoom frames the 1-99 % extent of
+    the points plus the source camera. None if no point is finite."""
+    flat = _strided(np.asarray(points, np.float32), 80_000).reshape(-1, 3)
+    flat = flat[np.isfinite(flat).all(axis=1)]
+    if len(flat) == 0:
+        return None
+    centre = np.median(flat, axis=0)
+    dist = max(float(np.linalg.norm(np.percentile(flat, 95, axis=0) - np.percentile(flat, 5, axis=0))), 0.2)
     az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
     # orbit in the source optical frame: behind = -z, up = -y, left = -x
     offset = dist * np.array([np.sin(az) * np.cos(el), -np.sin(el), -np.cos(az) * np.cos(el)])
     r, t = look_at(centre + offset, centre)
-    k = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-    image = render_points(pts, cols, r, t, k, (w, h), point_size=2)
-    _draw_frustum(image, r, t, k, scale=0.25 * radius)
+    k = _framing(np.vstack([flat, np.zeros((1, 3))]) @ r.T + t, *size)
+    return View(r, t, k, tuple(size), 0.08 * dist)
+
+
+def preview_cloud(points: np.ndarray, colors: np.ndarray, view: View | None = None,
+                  size: tuple[int, int] = (480, 360), max_points: int = 80_000) -> np.ndarray:
+    """Picture of a cloud ((H, W, 3) organized or (N, 3) xyz, optical frame of the source camera)
+    with matching (..., 3) uint8 RGB ``colors``, from ``view`` (default ``cloud_view`` of this
+    cloud; pass one view to compare clouds); the source camera is drawn as a white frustum.
+    Clouds are strided down to about ``max_points`` points. Returns (h, w, 3) uint8 RGB."""
+    pts = np.asarray(points, np.float32)
+    cols = np.asarray(colors, np.uint8)
+    if pts.shape[:-1] != cols.shape[:-1] or pts.shape[-1] != 3 or cols.shape[-1] != 3:
+        raise ValueError(f'points {pts.shape} and colours {cols.shape} must be (..., 3) and match')
+    view = view or cloud_view(pts, size)
+    if view is None:
+        out = np.zeros((size[1], size[0], 3), np.uint8)
+        cv2.putText(out, 'no valid points', (10, size[1] // 2), FONT, 0.6, WHITE, 1, cv2.LINE_AA)
+        return out
+    image = render_points(_strided(pts, max_points), _strided(cols, max_points), view.r, view.t, view.k,
+                          view.size, point_size=2)
+    _draw_frustum(image, view.r, view.t, view.k, view.frustum)
     return image
+
+
+def _framing(view_points: np.ndarray, width: int, height: int, margin: float = 0.06) -> np.ndarray:
+    """Intrinsics (3x3) that fit the 1-99 % extent of the (N, 3) view-frame points in front of
+    the camera into width x height px with a ``margin`` share of border."""
+    front = view_points[view_points[:, 2] > 1e-3]
+    if len(front) == 0:
+        return np.array([[width / 2, 0, width / 2], [0, width / 2, height / 2], [0, 0, 1]])
+    xy = front[:, :2] / front[:, 2:3]
+    lo = np.minimum(np.percentile(xy, 1, axis=0), xy[-1])  # the last point (source camera) always fits
+    hi = np.maximum(np.percentile(xy, 99, axis=0), xy[-1])
+    span = np.maximum(hi - lo, 1e-6)
+    f = min(width * (1 - 2 * margin) / span[0], height * (1 - 2 * margin) / span[1])
+    mid = (lo + hi) / 2
+    return np.array([[f, 0, width / 2 - f * mid[0]], [0, f, height / 2 - f * mid[1]], [0, 0, 1]])
 
 
 def _draw_frustum(image: np.ndarray, r: np.ndarray, t: np.ndarray, k: np.ndarray, scale: float) -> None:

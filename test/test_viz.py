@@ -84,6 +84,12 @@ def test_preview_of_a_plane_shows_it_and_the_camera():
     assert xs.mean() > 120 and ys.mean() > 90               # seen from its upper left: bottom right
     empty = viz.preview_cloud(np.full((4, 4, 3), np.nan, np.float32), cols[:4, :4], size=(120, 90))
     assert empty.shape == (90, 120, 3)
+    assert viz.cloud_view(np.full((4, 4, 3), np.nan, np.float32)) is None
+    # one view for two clouds: a plane half as wide at the same depth covers less of the picture
+    view = viz.cloud_view(pts, (240, 180))
+    np.testing.assert_array_equal(viz.preview_cloud(pts, cols, view), img)
+    near = viz.preview_cloud(geometry.backproject(depth / 2, k) + np.float32([0, 0, 1.5]), cols, view)
+    assert ((near[..., 1] == 200) & (near[..., 0] == 0)).sum() < green.sum()
 
 
 def test_tile_and_write_image(tmp_path):

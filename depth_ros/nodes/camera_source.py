@@ -107,7 +107,7 @@ class CameraSource(Node):
         self.pubs = {t: self.create_publisher(CameraInfo if t.endswith('info') else Image, t, qos) for t in topics}
         self.published = 0
         self._ended = False
-        self._timer = self.create_timer(1.0 / rate, self._tick)
+        self.timer = self.create_timer(1.0 / rate, self._tick)
         self._broadcast_tf(cam.baseline)
         self.get_logger().info(f'{kind} source{" " + path if path else ""}: {cam.width}x{cam.height} '
                                f'{"stereo" if self.source.stereo else "mono"} at {rate:g} Hz on '
@@ -115,9 +115,9 @@ class CameraSource(Node):
 
     def _apply(self, changes: dict) -> None:
         if 'rate' in changes:
-            self._timer.cancel()
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / changes['rate'], self._tick)
+            self.timer.cancel()
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(1.0 / changes['rate'], self._tick)
         self.loop = changes.get('loop', self.loop)
 
     def _broadcast_tf(self, baseline: float) -> None:
