@@ -3,6 +3,7 @@ publisher QoS, throttled error reporting, /diagnostics, lazy input subscriptions
 worker thread, and the ``main()`` every node uses (clean shutdown on Ctrl-C)."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import deque
@@ -213,8 +214,8 @@ def _ms(values: Iterable[float], q: float) -> str:
 
 class Diagnostics:
     """Publishes one DiagnosticStatus for the node on /diagnostics every ``period`` s: input and
-    output rates, latency (input received -> outputs published), node overhead (latency minus
-    the estimator call), dropped frames, errors, the last problem, and ``info`` (model, backend,
+    output rates, latency (input received -> outputs published), node overhead (the frame's
+    processing time minus the estimator call and publish(), i.e. conversions), dropped frames, errors, the last problem, and ``info`` (model, backend,
     trained). Level: ERROR/WARN while a problem was reported in the last ``window`` s or while
     ``condition`` (a lasting state, e.g. an untrained model) is set, else OK."""
 
@@ -374,7 +375,8 @@ class NewestOnlyWorker(Generic[T]):
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """``main()`` body of a node: init, build, spin (a multi-threaded executor) until Ctrl-C or
-    shutdown, then destroy the node and shut down cleanly."""
+    shutdown, then destroy the node and shut down cleanly. Further SIGINTs are ignored during the
+    clean-up: under ``ros2 launch`` Ctrl-C reaches a node twice (from the terminal and from launch)."""
     rclpy.init(args=args)
     node = None
     try:
@@ -385,6 +387,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -1,0 +1,133 @@
+"""Test helpers for real rclpy nodes over DDS (imported by the node and sync tests): an executor
+spinning in a thread, a probe node that publishes inputs and records outputs, and message
+builders. conftest.py gives each pytest process its own ROS domain."""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+
+from depth_ros import msgs
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@contextmanager
+def spinning(*nodes: Node) -> Iterator[MultiThreadedExecutor]:
+    """Spin ``nodes`` on a MultiThreadedExecutor in a background thread; destroy them after."""
+    executor = MultiThreadedExecutor(num_threads=4)
+    for n in nodes:
+        executor.add_node(n)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield executor
+    finally:
+        executor.shutdown(timeout_sec=5)
+        thread.join(5)
+        for n in nodes:
+            n.destroy_node()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; AssertionError on timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f'timed out after {timeout} s waiting for {predicate}')
+
+
+class Probe(Node):
+    """Publishes inputs and records every message received on the subscribed outputs."""
+
+    def __init__(self, name: str = 'probe') -> None:
+        super().__init__(name)
+        self.received: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+        self._pubs: dict[str, Any] = {}
+
+    def listen(self, topic: str, msg_type: type, qos: QoSProfile = RELIABLE) -> None:
+        self.received.setdefault(topic, [])
+        self.create_subscription(msg_type, topic, lambda m: self._store(topic, m), qos)
+
+    def _store(self, topic: str, msg: Any) -> None:
+        with self._lock:
+            self.received[topic].append(msg)
+
+    def count(self, topic: str) -> int:
+        with self._lock:
+            return len(self.received[topic])
+
+    def last(self, topic: str) -> Any:
+        with self._lock:
+            return self.received[topic][-1] if self.received[topic] else None
+
+    def advertise(self, topic: str, msg_type: type) -> Any:
+        """The probe's publisher on ``topic`` (created on first use)."""
+        if topic not in self._pubs:
+            self._pubs[topic] = self.create_publisher(msg_type, topic, RELIABLE)
+        return self._pubs[topic]
+
+    def publish(self, topic: str, msg: Any) -> None:
+        self.advertise(topic, type(msg)).publish(msg)
+
+    def send_until(self, send: Callable[[], Any], topics: list[str], timeout: float = 15.0,
+                   period: float = 0.25) -> dict[str, Any]:
+        """Call ``send()`` every ``period`` s until every topic has a message newer than the call
+        whose stamp equals the header ``send()`` returned; returns those messages."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            start = {t: self.count(t) for t in topics}
+            header = send()
+            until = time.monotonic() + period
+            while time.monotonic() < until:
+                found = {}
+                with self._lock:
+                    for t in topics:
+                        for m in self.received[t][start[t]:]:
+                            if m.header.stamp == header.stamp:
+                                found[t] = m
+                if len(found) == len(topics):
+                    return found
+                time.sleep(0.01)
+        raise AssertionError(f'no output on {topics} within {timeout} s '
+                             f'(counts: { {t: self.count(t) for t in topics} })')
+
+
+def header(stamp_ns: int, frame_id: str) -> Header:
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return h
+
+
+def camera_info(width: int, height: int, fx: float, tx: float = 0.0, frame_id: str = 'cam') -> CameraInfo:
+    """Rectified CameraInfo: K = P[:3, :3], principal point at the centre, P[3] = tx."""
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
+    info.header.frame_id = frame_id
+    info.d = [0.0] * 5
+    info.k = [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, cx, tx, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def image(array: np.ndarray, encoding: str, hdr: Header) -> Any:
+    return msgs.array_to_image(array, encoding, hdr)
+
+
+def as_array(msg: Any) -> np.ndarray:
+    """Image -> array (its own encoding)."""
+    return np.array(msgs.image_to_array(msg))
