@@ -104,7 +104,7 @@ class Synchronizer:
                  on_unsynchronized: Callable[[str], None] | None = None,
                  use_message_filters: bool | None = None) -> None:
         self._node = node
-        self.topics = [topic for _, topic in inputs]
+        self.topics = [node.resolve_topic_name(topic) for _, topic in inputs]
         self._callback = callback
         self._on_unsynchronized = on_unsynchronized
         self.queue_size = queue_size

@@ -1,0 +1,221 @@
+"""``DepthNode``: what the stereo and mono depth nodes share.
+
+Parameters (model, backend, providers, threads, outputs, lazy, QoS) with run-time validation,
+estimator loading (a failure is logged, shown in /diagnostics and handed to the subclass, which
+may fall back), lazy input subscription, the newest-only worker thread that runs the estimator
+and publishes, throttled problem reports and the node-overhead timer (everything except the
+estimator call, reported in /diagnostics)."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from rclpy.node import Node
+
+from ..inference import EstimatorError
+from ..model_card import ModelCardError
+from .common import (ERROR, WARN, Diagnostics, ErrorReporter, LazySubscriptions, NewestOnlyWorker,
+                     ParameterSet, declare_qos)
+from .outputs import DepthOutputs
+
+RELOAD = ('model', 'backend', 'providers', 'threads')  # + the subclass's RELOAD_EXTRA
+LOAD_ERRORS = (ModelCardError, EstimatorError, ValueError, OSError, ImportError, RuntimeError)
+
+
+class FrameError(Exception):
+    """A frame that cannot be used; ``message`` names the cause and the topic."""
+
+    def __init__(self, cause: str, message: str, level: int = WARN) -> None:
+        super().__init__(message)
+        self.cause, self.message, self.level = cause, message, level
+
+
+@dataclass
+class Frame:
+    """Input messages of one frame and when they arrived (time.monotonic(), s)."""
+    received: float
+    msgs: tuple[Any, ...]
+
+
+class DepthNode(Node):
+    """Base of the depth nodes. Subclasses set RELOAD_EXTRA and implement ``declare_specific``,
+    ``load(values)``, ``load_failed(error)``, ``subscribe``, ``unsubscribe``, ``process(msgs)``,
+    and may extend ``extra_publishers``, ``validate_specific`` and ``apply_specific``."""
+
+    RELOAD_EXTRA: tuple[str, ...] = ()
+
+    def __init__(self, name: str, *, default_model: str, max_depth: float, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.params = ParameterSet(self)
+        self.errors = ErrorReporter(self)
+        self.params.declare('model', default_model, "Model: a shipped model's name (models/<name>.json), a "
+                            'model card (.json) or .onnx path' + self.MODEL_HELP)
+        self.params.declare('backend', 'auto', "Inference backend: 'auto' (onnxruntime for model cards, torch "
+                            "for .pt checkpoints, OpenCV for opencv_*), 'onnxruntime' or 'torch'.",
+                            choices=('auto', 'onnxruntime', 'torch', 'opencv'))
+        self.params.declare('providers', 'cpu', "ONNX Runtime execution providers, comma-separated: 'cpu', "
+                            "'cuda', 'tensorrt' or full provider names; unavailable ones fall back to CPU.")
+        self.params.declare('threads', 0, 'ONNX Runtime intra-op threads (0: its default).', range=(0, 256))
+        self.declare_specific()
+        self.settings = DepthOutputs.declare(self.params, max_depth)
+        self.lazy_enabled = self.params.declare(
+            'lazy', True, 'Subscribe to the inputs and compute only while some output has a subscriber '
+            '(checked every 0.5 s); false: always.')
+        qos = declare_qos(self.params)
+        self.outputs = DepthOutputs(self, qos, self.errors, self.settings)
+        self.extra_publishers(qos)
+        self.diagnostics = Diagnostics(self, self.errors, 'depth')
+        self._estimator_lock = threading.Lock()
+        self._estimator_time = 0.0
+        self._pending: Any = None
+        self.estimator: Any = None
+        try:
+            self.set_estimator(self.load(self.param_values()))
+        except LOAD_ERRORS as e:
+            self.load_failed(e)
+        self.worker: NewestOnlyWorker[Frame] = NewestOnlyWorker(self._run, self._crashed, name=f'{name}_worker')
+        self.diagnostics.dropped = lambda: self.worker.dropped
+        self.lazy = LazySubscriptions(self, self.output_publishers, self.subscribe, self.unsubscribe,
+                                      lazy=self.lazy_enabled)
+        self.params.on_change(self._validate, self._apply)
+
+    MODEL_HELP = '.'
+
+    # --- hooks -------------------------------------------------------------------------------
+    def declare_specific(self) -> None:
+        """Declare the subclass's own parameters."""
+
+    def extra_publishers(self, qos: Any) -> None:
+        """Create publishers beyond depth/image, depth/camera_info and points."""
+
+    def output_publishers(self) -> list[Any]:
+        """Publishers whose subscribers keep the inputs subscribed (lazy mode)."""
+        return self.outputs.publishers()
+
+    def load(self, values: dict[str, Any]) -> Any:
+        """Build the estimator from parameter values (raises one of LOAD_ERRORS)."""
+        raise NotImplementedError
+
+    def load_failed(self, error: Exception) -> None:
+        """The estimator named by the parameters could not be loaded at start-up or at run time."""
+        raise NotImplementedError
+
+    def subscribe(self) -> None:
+        raise NotImplementedError
+
+    def unsubscribe(self) -> None:
+        raise NotImplementedError
+
+    def process(self, msgs: tuple[Any, ...]) -> int:
+        """Compute and publish one frame; return the number of messages published. Raise
+        FrameError for unusable input."""
+        raise NotImplementedError
+
+    def validate_specific(self, changes: dict[str, Any], values: dict[str, Any]) -> str | None:
+        """Reason the subclass rejects ``changes`` (``values``: all parameters after them)."""
+        return None
+
+    def apply_specific(self, changes: dict[str, Any]) -> None:
+        """Apply accepted changes of the subclass's own parameters."""
+
+    # --- estimator ---------------------------------------------------------------------------
+    def param_values(self) -> dict[str, Any]:
+        """Current values of every declared parameter."""
+        return {name: self.params.get(name) for name in self.params.specs}
+
+    def set_estimator(self, estimator: Any, condition: tuple[int, str] | None = None) -> None:
+        """Use ``estimator`` from the next frame on; ``condition`` (level, message) is shown in
+        /diagnostics while it runs (e.g. a fallback). Untrained weights are warned about loudly."""
+        with self._estimator_lock:
+            self.estimator = estimator
+        if estimator is None:
+            self.diagnostics.info.update(model='none', backend='none', trained='False')
+        else:
+            self.diagnostics.info.update(model=str(estimator.name), backend=str(estimator.backend),
+                                         trained=str(bool(estimator.trained)))
+            self.get_logger().info(f'model {estimator.name} ({estimator.backend}) loaded')
+            if not estimator.trained and not estimator.name.startswith('opencv'):
+                condition = condition or (WARN, f'model {estimator.name} is UNTRAINED (for tests only)')
+                self.get_logger().warning(
+                    f'\n{"!" * 72}\n  model {estimator.name} is UNTRAINED: its depth is meaningless. '
+                    f'Such weights are for tests only;\n  use a trained model (see README, "Models").\n{"!" * 72}')
+        self.diagnostics.condition = condition
+
+    def estimate(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Call the estimator, timing it (excluded from the node overhead)."""
+        with self._estimator_lock:
+            est = self.estimator
+            if est is None:
+                raise FrameError('model', f'no model loaded (model:={self.params.get("model")!r}): '
+                                 'set a valid model parameter; frames are skipped', ERROR)
+            t0 = time.perf_counter()
+            try:
+                return est(*args, **kwargs)
+            except EstimatorError as e:
+                raise FrameError('estimator', f'model {est.name} rejected the input: {e}') from None
+            except ModelCardError as e:
+                failed = e
+            finally:
+                self._estimator_time = time.perf_counter() - t0
+        self.load_failed(failed)
+        raise FrameError('model', f'model {est.name} failed to run: {failed}', ERROR)
+
+    # --- frames ------------------------------------------------------------------------------
+    def on_input(self, *msgs: Any) -> None:
+        """Synchronized input set: queue it for the worker (newest only)."""
+        self.diagnostics.frame_in()
+        self.worker.submit(Frame(time.monotonic(), msgs))
+
+    def _run(self, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        self._estimator_time = self.outputs.publish_time = 0.0
+        try:
+            sent = self.process(frame.msgs)
+        except FrameError as e:
+            self.errors.report(e.cause, e.message, e.level)
+            return
+        if sent:
+            overhead = time.perf_counter() - t0 - self._estimator_time - self.outputs.publish_time
+            self.diagnostics.frame_out(time.monotonic() - frame.received, overhead)
+
+    def _crashed(self, error: Exception) -> None:
+        self.errors.report('internal', f'unexpected error while processing a frame: '
+                           f'{type(error).__name__}: {error}', ERROR)
+
+    def check_input(self, check: Callable[[], Any], cause: str, topic: str) -> Any:
+        """``check()``'s result; its MessageError/ValueError becomes a FrameError naming ``topic``."""
+        try:
+            return check()
+        except ValueError as e:
+            raise FrameError(cause, f'{self.resolve_topic_name(topic)}: {e}; frame skipped') from None
+
+    # --- parameters --------------------------------------------------------------------------
+    def _validate(self, changes: dict[str, Any]) -> str | None:
+        values = {**self.param_values(), **changes}
+        reason = DepthOutputs.check(values) or self.validate_specific(changes, values)
+        if reason is None and any(k in changes for k in RELOAD + self.RELOAD_EXTRA):
+            try:
+                self._pending = self.load(values)
+            except LOAD_ERRORS as e:
+                return f'cannot load model {values["model"]!r}: {e}'
+        return reason
+
+    def _apply(self, changes: dict[str, Any]) -> None:
+        for name in DepthOutputs.NAMES:
+            if name in changes:
+                setattr(self.settings, name, changes[name])
+        if 'lazy' in changes:
+            self.lazy.lazy = changes['lazy']
+            self.lazy.check()
+        if self._pending is not None:
+            self.set_estimator(self._pending)
+            self._pending = None
+        self.apply_specific(changes)
+        self.get_logger().info('parameters changed: ' + ', '.join(f'{k}={v!r}' for k, v in changes.items()))
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()

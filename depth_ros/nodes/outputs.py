@@ -1,0 +1,203 @@
+"""The outputs both depth nodes publish: ``depth/image`` (REP 118: 32FC1 metres with NaN invalid,
+or 16UC1 millimetres with 0 invalid), ``depth/camera_info`` (always the depth image's size) and
+``points`` (organized PointCloud2, xyz or xyz + rgb, NaN invalid), all with the input image's
+header. Buffers and the back-projection rays are reused between frames."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from .. import geometry, msgs
+from .common import ErrorReporter, ParameterSet
+
+TINY = float(np.finfo(np.float32).tiny)
+
+
+def decimated_camera_info(info: CameraInfo, factor: int, width: int, height: int, header: Header) -> CameraInfo:
+    """CameraInfo of ``geometry.decimate(image, factor)`` (width x height): K and P exactly as
+    ``geometry.decimate_intrinsics`` (P's Tx, Ty divided too), D and R kept, header replaced."""
+    out = CameraInfo()
+    out.header = header
+    out.width, out.height = int(width), int(height)
+    out.distortion_model = info.distortion_model
+    out.d, out.r = list(info.d), list(info.r)
+    k = np.asarray(info.k, np.float64).reshape(3, 3)
+    p = np.asarray(info.p, np.float64).reshape(3, 4).copy()
+    if factor > 1:
+        if k[0, 0] > 0:  # an unset (zero) K stays unset
+            k = geometry.decimate_intrinsics(k, factor)
+        if p[0, 0] > 0:
+            p[:, :3] = geometry.decimate_intrinsics(p[:, :3], factor)
+            p[:2, 3] /= factor
+    out.k, out.p = k.ravel().tolist(), p.ravel().tolist()
+    return out
+
+
+class CloudFiller:
+    """Fills organized clouds ((H, W, 3) xyz or (H, W, 4) xyz + packed rgb, float32) from depth,
+    reusing the ray grid (rebuilt when K or the size change) and the buffers: about 0.5 ms at
+    640x480 with colour, as OpenCV interleaves the planes."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+
+    def _prepare(self, k: np.ndarray, width: int, height: int) -> None:
+        key = (width, height, *np.asarray(k, np.float64).ravel().tolist())
+        if key == self._key:
+            return
+        rays = geometry.ray_grid(k, width, height)
+        self._rx, self._ry = np.ascontiguousarray(rays[..., 0]), np.ascontiguousarray(rays[..., 1])
+        self._x, self._y = np.empty((height, width), np.float32), np.empty((height, width), np.float32)
+        self._bgra = np.empty((height, width, 4), np.uint8)
+        self._key = key
+
+    def _pack_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) float32 with bits 0x00RRGGBB, as ``geometry.pack_rgb``."""
+        if sys.byteorder != 'little':
+            return geometry.pack_rgb(rgb)
+        cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA, dst=self._bgra)  # bytes B G R A
+        packed = self._bgra.view(np.uint32)[..., 0]  # little-endian: 0xAARRGGBB
+        np.bitwise_and(packed, np.uint32(0x00FFFFFF), out=packed)
+        return packed.view(np.float32)
+
+    def fill(self, depth: np.ndarray, rgb: np.ndarray | None, k: np.ndarray) -> np.ndarray:
+        """(H, W) depth (m, NaN invalid) with intrinsics ``k`` -> organized cloud in the optical
+        frame (NaN where depth is NaN), coloured from ``rgb`` (H, W, 3 uint8) if given."""
+        h, w = depth.shape
+        self._prepare(k, w, h)
+        depth = np.ascontiguousarray(depth, np.float32)
+        np.multiply(depth, self._rx, out=self._x)
+        np.multiply(depth, self._ry, out=self._y)
+        planes = [self._x, self._y, depth] + ([self._pack_rgb(rgb)] if rgb is not None else [])
+        return cv2.merge(planes)
+
+
+@dataclass
+class OutputSettings:
+    """Run-time output parameters (see ``DepthOutputs.declare``)."""
+    min_depth: float = 0.1
+    max_depth: float = 20.0
+    decimation: int = 1
+    publish_points: bool = True
+    points_rgb: bool = True
+    depth_format: str = '32FC1'
+
+
+class DepthOutputs:
+    """Publishers and per-frame conversion for depth/image, depth/camera_info and points."""
+
+    NAMES = ('min_depth', 'max_depth', 'decimation', 'publish_points', 'points_rgb', 'depth_format')
+
+    def __init__(self, node: Node, qos: QoSProfile, errors: ErrorReporter, settings: OutputSettings) -> None:
+        self.settings = settings
+        self._errors = errors
+        self.depth_pub = node.create_publisher(Image, 'depth/image', qos)
+        self.info_pub = node.create_publisher(CameraInfo, 'depth/camera_info', qos)
+        self.points_pub = node.create_publisher(PointCloud2, 'points', qos)
+        self._cloud = CloudFiller()
+        self.publish_time = 0.0
+
+    @staticmethod
+    def declare(params: ParameterSet, max_depth: float = 20.0) -> OutputSettings:
+        """Declare the output parameters (all changeable at run time) and return their values."""
+        return OutputSettings(
+            min_depth=params.declare('min_depth', 0.1, 'Depths below this (m) are published as invalid (NaN).',
+                                     range=(0.0, 1000.0)),
+            max_depth=params.declare('max_depth', max_depth, 'Depths above this (m) are published as invalid '
+                                     '(NaN); also bounds the point cloud.', range=(0.01, 1000.0)),
+            decimation=params.declare('decimation', 1, 'Output resolution divisor: depth, camera_info and points '
+                                      'are every n-th pixel of the input (disparity stays full size).',
+                                      range=(1, 16)),
+            publish_points=params.declare('publish_points', True, 'Publish the organized point cloud on points.'),
+            points_rgb=params.declare('points_rgb', True, "Colour the point cloud from the image ('rgb' field); "
+                                      'false publishes xyz only (less bandwidth).'),
+            depth_format=params.declare('depth_format', '32FC1', "depth/image encoding: '32FC1' metres with "
+                                        "NaN invalid (REP 118) or '16UC1' millimetres with 0 invalid.",
+                                        choices=('32FC1', '16UC1')))
+
+    @staticmethod
+    def check(values: dict[str, Any]) -> str | None:
+        """Reason a (merged) set of output values is inconsistent, or None."""
+        if values['min_depth'] >= values['max_depth']:
+            return f'min_depth ({values["min_depth"]} m) must be below max_depth ({values["max_depth"]} m)'
+        return None
+
+    def publishers(self) -> list[Any]:
+        """Publishers whose subscribers make the node work (points only when enabled)."""
+        return [self.depth_pub, self.info_pub] + ([self.points_pub] if self.settings.publish_points else [])
+
+    @staticmethod
+    def wanted(publisher: Any, lazy: bool) -> bool:
+        """Whether to fill ``publisher`` this frame: always unless lazy and nobody subscribes."""
+        return not lazy or publisher.get_subscription_count() > 0
+
+    def publish_message(self, publisher: Any, msg: Any) -> bool:
+        """Publish, counting failures (rclpy raises "cannot publish data" under load); the time
+        spent (serialization and handing to DDS) adds to ``publish_time`` (s)."""
+        t0 = time.perf_counter()
+        try:
+            publisher.publish(msg)
+            return True
+        except Exception as e:
+            self._errors.report('publish', f'cannot publish {publisher.topic_name}: {e}')
+            return False
+        finally:
+            self.publish_time += time.perf_counter() - t0
+
+    def clip(self, depth: np.ndarray) -> np.ndarray:
+        """Set depth (m, float32, modified in place) to NaN outside [min_depth, max_depth] and
+        where not positive; returns it."""
+        low = max(self.settings.min_depth, TINY)
+        with np.errstate(invalid='ignore'):
+            np.copyto(depth, np.float32(np.nan), where=(depth < low) | (depth > self.settings.max_depth))
+        return depth
+
+    def depth_from_disparity(self, disparity: np.ndarray, f: float, baseline: float) -> np.ndarray:
+        """Clipped depth (m) = f * B / d from disparity (px, NaN invalid) in one pass: disparities
+        outside [f B / max_depth, f B / min_depth] become NaN (same result as
+        ``clip(geometry.disparity_to_depth(...))``, without the extra passes). ``f`` (px) and
+        ``baseline`` (m) must be positive."""
+        fb = np.float32(f * baseline)
+        depth = np.empty(disparity.shape, np.float32)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            np.divide(fb, disparity, out=depth)
+            low = fb / self.settings.max_depth
+            high = fb / max(self.settings.min_depth, TINY)
+            np.copyto(depth, np.float32(np.nan), where=(disparity < low) | (disparity > high))
+        return depth
+
+    def publish(self, depth: np.ndarray, rgb: np.ndarray, info: CameraInfo, k: np.ndarray, header: Header,
+                lazy: bool) -> int:
+        """Publish the outputs of one frame; returns how many messages went out.
+
+        ``depth`` (H, W) float32 metres, already clipped (``clip`` or ``depth_from_disparity``;
+        NaN invalid) and ``rgb`` (H, W, 3) uint8 are at the input image's resolution, described by
+        ``info`` whose intrinsics are ``k`` (3x3); decimation and conversion happen here.
+        ``header`` (the input image's) goes on every message.
+        """
+        s = self.settings
+        if s.decimation > 1:
+            depth = np.ascontiguousarray(geometry.decimate(depth, s.decimation))
+            rgb = geometry.decimate(rgb, s.decimation)
+            k = geometry.decimate_intrinsics(k, s.decimation)
+        h, w = depth.shape
+        sent = 0
+        if self.wanted(self.depth_pub, lazy):
+            image = (msgs.array_to_image(depth, '32FC1', header) if s.depth_format == '32FC1'
+                     else msgs.array_to_image(geometry.depth_to_millimetres(depth), '16UC1', header))
+            sent += self.publish_message(self.depth_pub, image)
+        if self.wanted(self.info_pub, lazy):
+            sent += self.publish_message(self.info_pub, decimated_camera_info(info, s.decimation, w, h, header))
+        if s.publish_points and self.wanted(self.points_pub, lazy):
+            points = self._cloud.fill(depth, rgb if s.points_rgb else None, k)
+            sent += self.publish_message(self.points_pub, msgs.pointcloud2(points, header))
+        return sent

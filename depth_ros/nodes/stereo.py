@@ -1,0 +1,197 @@
+"""stereo_depth_node: disparity, depth and a point cloud from a rectified stereo pair.
+
+Subscribes (SensorDataQoS, synchronized exactly, or within ``slop`` s with
+``approximate_sync``): ``left/image_rect``, ``left/camera_info``, ``right/image_rect``,
+``right/camera_info`` (the right P[3] = -fx * B gives the baseline).
+
+Publishes, every message with the left image's header (stamp and frame_id):
+
+- ``disparity`` (stereo_msgs/DisparityImage, full input resolution): f (px), T = B (m), the
+  searched range min/max_disparity, delta_d and valid_window (bounding box of valid pixels).
+  Invalid pixels hold ``min_disparity - 1``: the message defines values below min_disparity as
+  invalid, as stereo_image_proc's disparity and point_cloud nodes do;
+- ``depth/image``: 32FC1 metres with NaN where invalid or outside [min_depth, max_depth] (REP
+  118; never 0), or 16UC1 millimetres with 0 invalid (``depth_format``), at the input
+  resolution divided by ``decimation``;
+- ``depth/camera_info``: the left camera_info for exactly that resolution;
+- ``points``: organized PointCloud2 (xyz, + 'rgb' from the left image with ``points_rgb``) in
+  the left optical frame, NaN where the depth is invalid;
+- ``/diagnostics``: rates, latency, node overhead, drops, errors, model and backend.
+
+Bad input (encodings, sizes, calibration, unsynchronized stamps) is reported (throttled, in the
+log and in /diagnostics) and skipped; a model that fails to load falls back to opencv_sgbm.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image
+from stereo_msgs.msg import DisparityImage
+
+from .. import geometry, msgs
+from ..inference import StereoEstimator
+from .base import DepthNode, FrameError
+from .common import ERROR, SENSOR_QOS, run_node
+from .sync import Synchronizer
+
+INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
+          (Image, 'right/image_rect'), (CameraInfo, 'right/camera_info'))
+OPENCV = ('opencv_sgbm', 'opencv_bm')
+FALLBACK = 'opencv_sgbm'
+# stereo_image_proc's parameter names (under 'sgbm.'), with ranges; defaults come from the estimator
+SGBM_PARAMS: dict[str, tuple[str, tuple[float, float] | None]] = {
+    'correlation_window_size': ('Matching window (px, odd); SGBM 3-11 is usual, BM at least 5.', (1, 255)),
+    'min_disparity': ('First disparity searched (px).', (-2048, 2048)),
+    'disparity_range': ('Number of disparities searched (px, multiple of 16).', (16, 4096)),
+    'uniqueness_ratio': ('Margin (%) by which the best match must beat the second best.', (0.0, 100.0)),
+    'texture_threshold': ('(BM) minimum texture in the window.', (0, 10000)),
+    'speckle_size': ('Remove disparity speckles smaller than this (px; 0: off).', (0, 1000)),
+    'speckle_range': ('Max disparity variation within a speckle (px).', (0, 31)),
+    'disp12_max_diff': ('Max left-right consistency difference (px; -1: off).', (-1, 128)),
+    'P1': ('(SGBM) penalty for disparity changes of 1 px (0: 8*channels*window^2).', (0.0, 100000.0)),
+    'P2': ('(SGBM) penalty for larger disparity changes (0: 32*channels*window^2).', (0.0, 100000.0)),
+    'prefilter_cap': ('Clip of the prefiltered image.', (1, 63)),
+    'prefilter_size': ('(BM) prefilter window (px, odd).', (5, 255)),
+    'sgbm_mode': ("(SGBM) 'sgbm_3way' (fastest), 'sgbm' (5 paths), 'hh' (full DP), 'hh4'.", None),
+}
+SGBM_MODES = ('sgbm_3way', 'sgbm', 'hh', 'hh4')
+FRACTIONAL = ('uniqueness_ratio', 'P1', 'P2')
+
+
+def _disparity_message(disparity: np.ndarray, header: Any, f: float, baseline: float,
+                       est: StereoEstimator) -> DisparityImage:
+    """DisparityImage with invalid pixels marked min_disparity - 1 (see the module docstring)."""
+    low = est.min_disparity
+    msg = msgs.disparity_image(disparity, header, f, baseline, low, est.max_disparity, est.delta_d)
+    msg.image.data = msgs.to_bytes(np.fmax(disparity, np.float32(low - 1.0)))  # valid ones are >= low
+    return msg
+
+
+class StereoDepthNode(DepthNode):
+    """Rectified stereo pair in; disparity, depth, camera_info and points out."""
+
+    RELOAD_EXTRA = ('input_scale',)
+    MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
+                  'that fails to load falls back to opencv_sgbm.')
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._sync: Synchronizer | None = None
+        super().__init__('stereo_depth_node', default_model=FALLBACK, max_depth=20.0, **kwargs)
+
+    def declare_specific(self) -> None:
+        p = self.params
+        p.declare('stages', 0, 'Stages of an anytime network (AnyNet: 1-3, 4 = with SPN refinement) to run; '
+                  '0: all. Fewer is faster and coarser.', range=(0, 4))
+        p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5 halves the work); '
+                  'outputs stay at the input resolution.', range=(0.1, 2.0))
+        p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
+        p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
+                  'requiring equal stamps (cameras that are not hardware-synchronized).', read_only=True)
+        p.declare('slop', 0.02, 'Largest stamp difference (s) paired with approximate_sync.',
+                  range=(0.0, 1.0), read_only=True)
+        model = p.get('model')
+        defaults = StereoEstimator(model if model in OPENCV else FALLBACK).sgbm_params
+        for name, (description, limits) in SGBM_PARAMS.items():
+            default = float(defaults[name]) if name in FRACTIONAL else defaults[name]
+            p.declare(f'sgbm.{name}', default, description + ' Used by opencv_sgbm / opencv_bm.', range=limits,
+                      step=16 if name == 'disparity_range' else 0, choices=SGBM_MODES if limits is None else None)
+
+    def extra_publishers(self, qos: Any) -> None:
+        self.disparity_pub = self.create_publisher(DisparityImage, 'disparity', qos)
+
+    def output_publishers(self) -> list[Any]:
+        return super().output_publishers() + [self.disparity_pub]
+
+    # --- estimator -------------------------------------------------------------------------
+    @staticmethod
+    def _sgbm(values: dict[str, Any]) -> dict[str, Any]:
+        return {name: values[f'sgbm.{name}'] for name in SGBM_PARAMS}
+
+    def load(self, values: dict[str, Any]) -> StereoEstimator:
+        model = values['model']
+        est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
+                              threads=values['threads'], input_scale=values['input_scale'],
+                              sgbm=self._sgbm(values) if model in OPENCV else None)
+        if values['stages']:
+            est.stages = values['stages']
+        return est
+
+    def load_failed(self, error: Exception) -> None:
+        model = self.params.get('model')
+        message = (f'model {model!r} could not be loaded ({error}); falling back to {FALLBACK}. '
+                   f'Set the model parameter to a valid model to replace it.')
+        self.errors.report('model', message, ERROR)
+        values = {**self.param_values(), 'model': FALLBACK, 'backend': 'auto'}
+        self.set_estimator(self.load({**values, 'stages': 0}), condition=(ERROR, message))
+
+    # --- inputs ----------------------------------------------------------------------------
+    def subscribe(self) -> None:
+        self._sync = Synchronizer(
+            self, INPUTS, self.on_input, qos=SENSOR_QOS, queue_size=self.params.get('queue_size'),
+            approximate=self.params.get('approximate_sync'), slop=self.params.get('slop'),
+            on_unsynchronized=lambda message: self.errors.report('sync', message))
+
+    def unsubscribe(self) -> None:
+        if self._sync is not None:
+            self._sync.destroy()
+            self._sync = None
+
+    def process(self, frame: tuple[Any, ...]) -> int:
+        left, left_info, right, right_info = frame
+        rgb = self.check_input(lambda: msgs.image_to_rgb8(left), 'encoding', 'left/image_rect')
+        rgb_right = self.check_input(lambda: msgs.image_to_rgb8(right), 'encoding', 'right/image_rect')
+        h, w = rgb.shape[:2]
+        if rgb_right.shape != rgb.shape:
+            raise FrameError('size', f'left image {self.resolve_topic_name("left/image_rect")} is {w}x{h} but '
+                             f'right image {self.resolve_topic_name("right/image_rect")} is '
+                             f'{rgb_right.shape[1]}x{rgb_right.shape[0]}: a rectified pair has one size; frame skipped')
+        self.check_input(lambda: msgs.check_info_matches(left_info, w, h), 'info_size', 'left/camera_info')
+        self.check_input(lambda: msgs.check_info_matches(right_info, w, h), 'info_size', 'right/camera_info')
+        k = self.check_input(lambda: msgs.camera_matrix(left_info), 'intrinsics', 'left/camera_info')
+        baseline = self.check_input(lambda: geometry.baseline_from_projection(right_info.p), 'baseline',
+                                    'right/camera_info')
+        if baseline < 0:
+            raise FrameError('baseline', f'{self.resolve_topic_name("right/camera_info")}: P[3] = {right_info.p[3]} '
+                             f'gives a negative baseline ({baseline:.4f} m): are left and right swapped? '
+                             'frame skipped')
+        disparity = self.estimate(rgb, rgb_right)
+        sent = 0
+        if self.outputs.wanted(self.disparity_pub, self.lazy.lazy):
+            msg = _disparity_message(disparity, left.header, k[0, 0], baseline, self.estimator)
+            sent += self.outputs.publish_message(self.disparity_pub, msg)
+        depth = self.outputs.depth_from_disparity(disparity, k[0, 0], baseline)
+        return sent + self.outputs.publish(depth, rgb, left_info, k, left.header, self.lazy.lazy)
+
+    # --- parameters ------------------------------------------------------------------------
+    def validate_specific(self, changes: dict[str, Any], values: dict[str, Any]) -> str | None:
+        sgbm = {k[5:]: v for k, v in changes.items() if k.startswith('sgbm.')}
+        if sgbm:
+            method = values['model'] if values['model'] in OPENCV else FALLBACK
+            try:
+                StereoEstimator(method, sgbm=self._sgbm(values))
+            except ValueError as e:
+                return str(e)
+        stages = changes.get('stages')
+        if stages and 'model' not in changes and stages not in self.estimator.available_stages:
+            return (f'model {self.estimator.name} runs {self.estimator.available_stages} stage(s), '
+                    f'not {stages}')
+        return None
+
+    def apply_specific(self, changes: dict[str, Any]) -> None:
+        sgbm = {k[5:]: v for k, v in changes.items() if k.startswith('sgbm.')}
+        with self._estimator_lock:
+            est = self.estimator
+            if sgbm and est.name in OPENCV:
+                est.set_sgbm(**sgbm)
+            if 'stages' in changes:
+                est.stages = changes['stages'] or max(est.available_stages)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point ``stereo_depth_node``."""
+    run_node(StereoDepthNode, args)
+
+
+if __name__ == '__main__':
+    main()
