@@ -3,13 +3,16 @@ spinning in a thread, a probe node that publishes inputs and records outputs, an
 builders. conftest.py gives each pytest process its own ROS domain."""
 from __future__ import annotations
 
+import importlib
+import os
 import threading
 import time
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import rclpy
+import pytest
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -19,6 +22,16 @@ from std_msgs.msg import Header
 from depth_ros import msgs
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional module (ROS tools, torch); in CI (CI=true) its absence fails the test, elsewhere it skips."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get('CI') == 'true':
+            pytest.fail(f'{module} must be importable in CI (.ci/run installs it)')
+        pytest.skip(f'{module} is not installed')
 
 
 @contextmanager

@@ -1,0 +1,142 @@
+"""mono_depth_node over DDS with a tiny untrained exported network (tests only): output conventions,
+focal scaling of metric depth, camera_info handling, decimation, a missing model, bad input."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_ros import geometry
+from depth_ros.nodes.common import ERROR, WARN
+from depth_ros.nodes.mono import MonoDepthNode
+from ros_harness import Probe, as_array, camera_info, header, image, require, spinning, wait_until
+
+W, H, FX = 160, 120, 200.0
+FRAME = 'camera_left_optical_frame'
+OUTPUTS = {'depth/image': Image, 'depth/camera_info': CameraInfo, 'points': PointCloud2}
+IMAGE = (np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    """Untrained fastdepth exported at 64x96 with a canonical focal length of 100 px."""
+    export = require('depth_ros.nets.export')
+    return str(export.export_model('fastdepth', tmp_path_factory.mktemp('models'), name='tiny_mono',
+                                   input_size=(64, 96), card={'f_canonical': 100.0}))
+
+
+class Rig:
+    def __init__(self, node: MonoDepthNode, probe: Probe) -> None:
+        self.node, self.probe = node, probe
+        self.stamp = time.time_ns()
+
+    def send(self, info: CameraInfo | None = None, img: Image | None = None):
+        """Publish camera_info (if given) then an image with a fresh stamp; returns its header."""
+        self.stamp += 100_000_000
+        hdr = header(self.stamp, FRAME)
+        if info is not None:
+            info.header = hdr
+            self.probe.publish('camera_info', info)
+        msg = img or image(IMAGE, 'rgb8', hdr)
+        msg.header = hdr
+        self.probe.publish('image', msg)
+        return hdr
+
+    def frame(self, topics=tuple(OUTPUTS), **kwargs) -> dict:
+        return self.probe.send_until(lambda: self.send(**kwargs), list(topics))
+
+
+@pytest.fixture
+def make_rig(ros):
+    stack = []
+
+    def make(**params):
+        node = MonoDepthNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        probe = Probe('mono_probe')
+        for topic, msg_type in OUTPUTS.items():
+            probe.listen(topic, msg_type)
+        ctx = spinning(node, probe)
+        ctx.__enter__()
+        stack.append(ctx)
+        return Rig(node, probe)
+
+    yield make
+    for ctx in stack:
+        ctx.__exit__(None, None, None)
+
+
+def test_outputs_and_focal_scaling(make_rig, tiny_model):
+    rig = make_rig(model=tiny_model, min_depth=0.0, max_depth=100.0)
+    assert rig.node.estimator.name == 'tiny_mono' and not rig.node.estimator.trained
+    status = rig.node.diagnostics.status()
+    assert status.level[0] == WARN and 'UNTRAINED' in status.message  # said loudly, shown in diagnostics
+    out = rig.frame(info=camera_info(W, H, FX, frame_id=FRAME))
+    stamp = out['depth/image'].header.stamp
+    assert all(m.header.frame_id == FRAME and m.header.stamp == stamp for m in out.values())
+    depth = as_array(out['depth/image'])
+    assert out['depth/image'].encoding == '32FC1' and depth.shape == (H, W) and np.isfinite(depth).all()
+    info = out['depth/camera_info']
+    assert (info.width, info.height) == (W, H) and list(info.k) == list(camera_info(W, H, FX).k)
+    cloud = out['points']
+    assert (cloud.height, cloud.width, [f.name for f in cloud.fields]) == (H, W, ['x', 'y', 'z', 'rgb'])
+    pts = require('sensor_msgs_py.point_cloud2').read_points(cloud, skip_nans=False).reshape(H, W)
+    np.testing.assert_array_equal(pts['z'], depth)
+    np.testing.assert_array_equal(pts['rgb'].view(np.uint32), geometry.pack_rgb(IMAGE).view(np.uint32))
+    # metric depth scales with the focal length: doubling fx doubles every depth
+    doubled = as_array(rig.frame(['depth/image'], info=camera_info(W, H, 2 * FX, frame_id=FRAME))['depth/image'])
+    np.testing.assert_allclose(doubled, 2 * depth, rtol=1e-5)
+
+
+def test_camera_info_handling_and_decimation(make_rig, tiny_model):
+    rig = make_rig(model=tiny_model)
+    problems = rig.node.errors.problems
+    wait_until(lambda: rig.send() and 'camera_info' in problems, period=0.2)
+    assert 'no camera_info received on /camera_info' in problems['camera_info'].message
+    assert rig.probe.count('depth/image') == 0
+    zero = camera_info(W, H, 0.0, frame_id=FRAME)
+    zero.p = [0.0] * 12
+    unsupported = Image(height=H, width=W, encoding='mono16x', step=2 * W, data=bytes(2 * W * H))
+    cases = [('intrinsics', dict(info=zero), 'no valid intrinsics'),
+             ('info_size', dict(info=camera_info(2 * W, 2 * H, FX)), 'camera_info is 320x240 but the image is 160x120'),
+             ('encoding', dict(info=camera_info(W, H, FX), img=unsupported), "'mono16x'")]
+    for cause, kwargs, words in cases:
+        wait_until(lambda: rig.send(**kwargs) and cause in problems, period=0.2)
+        assert words in problems[cause].message, problems[cause].message
+        assert '/camera_info' in problems[cause].message or '/image' in problems[cause].message
+        assert rig.probe.count('depth/image') == 0
+    full = rig.frame(info=camera_info(W, H, FX, frame_id=FRAME))
+    assert all(r.successful for r in rig.node.set_parameters([Parameter('decimation', value=2)]))
+    out = rig.frame()  # the cached camera_info is used: no new one is sent
+    depth, info = as_array(out['depth/image']), out['depth/camera_info']
+    assert depth.shape == (H // 2, W // 2) == (info.height, info.width)
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)),
+                               geometry.decimate_intrinsics(np.reshape(full['depth/camera_info'].k, (3, 3)), 2))
+    np.testing.assert_array_equal(depth, geometry.decimate(as_array(full['depth/image']), 2))
+    assert (out['points'].height, out['points'].width) == (H // 2, W // 2)
+
+
+def test_missing_model_keeps_running_until_a_valid_one_is_set(make_rig, tiny_model):
+    rig = make_rig(model='no_such_model')
+    assert rig.node.estimator is None
+    status = rig.node.diagnostics.status()
+    assert status.level[0] == ERROR and "model 'no_such_model' could not be loaded" in status.message
+    info = camera_info(W, H, FX, frame_id=FRAME)
+    wait_until(lambda: rig.send(info=info) and rig.node.errors.problems['model'].count > 1, period=0.2)
+    assert 'no model loaded' in rig.node.errors.problems['model'].message
+    (bad,) = rig.node.set_parameters([Parameter('input_size', value=[10, 10])])
+    assert not bad.successful and 'input_size' in bad.reason
+    (ok,) = rig.node.set_parameters([Parameter('model', value=tiny_model)])
+    assert ok.successful, ok.reason
+    rig.frame(['depth/image'], info=info)
+    assert rig.node.diagnostics.info['model'] == 'tiny_mono'
