@@ -63,9 +63,9 @@ def test_known_scene_depth_is_exact():
              sphere((0.7, -0.3, 3.0), 0.6), rectangle((0.3, 0.9, 2.5), (0.4, 0.2))]
     frame = render_stereo(make_scene(prims), CAM)
     x, y = _rays64(CAM)
+    in_rectangle = (np.abs(x * 2.5 - 0.3) <= 0.4) & (np.abs(y * 2.5 - 0.9) <= 0.2)
     truth = np.minimum.reduce([_plane_depth(x, y, (0, 0, 9.0), tilted), _box_depth(x, y, (-0.9, 0.6, 4.0), (0.5, 0.4, 0.3)),
-                               _sphere_depth(x, y, (0.7, -0.3, 3.0), 0.6),
-                               np.where(np.abs(x * 2.5 - 0.3) <= 0.4, np.where(np.abs(y * 2.5 - 0.9) <= 0.2, 2.5, np.inf), np.inf)])
+                               _sphere_depth(x, y, (0.7, -0.3, 3.0), 0.6), np.where(in_rectangle, 2.5, np.inf)])
     for value in (2.5, 3.0, 3.7):   # the rectangle, sphere and box are really in the picture
         assert (np.abs(truth - value) < 0.35).sum() > 20
     rel = np.abs(frame['depth'] - truth) / truth
@@ -143,11 +143,11 @@ def test_numpy_and_torch_render_the_same():
     torch = pytest.importorskip('torch')
     rng = np.random.default_rng(4)
     scene = sample_scenes(rng, 2)
-    fx, cx, cy = np.array([70.0, 40.0], np.float32), np.array([31.5, 30.0], np.float32), np.array([23.5, 25.0], np.float32)
+    fx, cx, cy = (np.array(v, np.float32) for v in ([70.0, 40.0], [31.5, 30.0], [23.5, 25.0]))
     origin, rot = np.zeros((2, 3), np.float32), np.tile(np.eye(3, dtype=np.float32), (2, 1, 1))
     depth_np, rgb_np = render_view(scene, fx, fx, cx, cy, origin, rot, 48, 64)
     as_t = torch.as_tensor
-    depth_t, rgb_t = render_view(scene.map(as_t), as_t(fx), as_t(fx), as_t(cx), as_t(cy), as_t(origin), as_t(rot), 48, 64)
+    depth_t, rgb_t = render_view(scene.map(as_t), *map(as_t, (fx, fx, cx, cy, origin, rot)), 48, 64)
     np.testing.assert_allclose(depth_t.numpy(), depth_np, rtol=1e-5)
     diff = np.abs(torch.stack(rgb_t).numpy() - np.stack(rgb_np))
     assert diff.max() < 1e-3 and np.mean(diff > 1 / 255) < 1e-3

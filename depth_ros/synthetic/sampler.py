@@ -117,10 +117,12 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     valid[:, boxes] = np.arange(N_BOXES) < n_box[:, None]
     kind = rng.random((n, N_BOXES))
     rest = kind < 0.55
-    half = rng.uniform(0.1, 0.7, (n, N_BOXES, 3)) * np.where(~indoor[:, None] & (rng.random((n, N_BOXES)) < 0.3), 2.5, 1.0)[..., None]
+    half = rng.uniform(0.1, 0.7, (n, N_BOXES, 3))
+    big = ~indoor[:, None] & (rng.random((n, N_BOXES)) < 0.3)     # outdoor 'buildings'
+    half *= np.where(big, 2.5, 1.0)[..., None]
     half[..., 2] = np.where(kind >= 0.8, 0.0, half[..., 2])
-    rot[:, boxes] = np.where(rest[..., None, None], _rot_y(rng.uniform(0, 2 * np.pi, n * N_BOXES)).reshape(n, N_BOXES, 3, 3),
-                             _random_rotations(rng, (n, N_BOXES)))
+    upright = _rot_y(rng.uniform(0, 2 * np.pi, n * N_BOXES)).reshape(n, N_BOXES, 3, 3)
+    rot[:, boxes] = np.where(rest[..., None, None], upright, _random_rotations(rng, (n, N_BOXES)))
     size[:, boxes] = half
     center[:, boxes] = _place(rng, half, rot[:, boxes], h, indoor, depth_far, x_limits, rest, ceiling_y)
     # ellipsoids (60 % spheres), the last slot is the background dome

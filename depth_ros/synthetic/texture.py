@@ -80,7 +80,8 @@ def pattern(a: Array, b: Array, footprint: Array, tex: Array) -> Array:
     return w[0] * noise + w[1] * grating + w[2] * checker + w[3] * stripes
 
 
-def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array, focal: Array) -> tuple[Array, Array, Array]:
+def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array,
+          focal: Array) -> tuple[Array, Array, Array]:
     """RGB in [0, 1] (3 x (B, H, W)) of the hits (depth, slot from ``nearest_hit``; black where missed).
 
     ``focal`` (B,) is the camera focal length in pixels (sqrt(fx * fy)), used for the texture

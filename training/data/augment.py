@@ -42,9 +42,9 @@ def _spatial(sample: Sample) -> list[str]:
 
 
 def _select(choice: Any, new: Array, old: Array) -> Array:
-    """``new`` where ``choice`` holds: a bool for a numpy sample, a (B,) bool tensor for a batch."""
+    """``new`` where ``choice`` holds: True for a numpy sample, a (B,) bool tensor for a batch."""
     if is_numpy(new):
-        return new if choice else old
+        return new
     return torch.where(choice.reshape(-1, *[1] * (new.dim() - 1)), new, old)
 
 
@@ -57,10 +57,12 @@ def _batch_size(sample: Sample) -> int | None:
 def hflip(sample: Sample, choice: Any = True) -> Sample:
     """Mirror horizontally where ``choice`` (bool, or (B,) bool tensor); stereo views are swapped.
 
-    DIW point pairs ('pairs' (K, 4) yA, xA, yB, xB) are mirrored too (numpy samples).
+    A stereo sample with 'disparity' but no 'disparity_right' is returned unchanged; other
+    left-view maps without a right-view counterpart (e.g. Middlebury's 'occlusion') are dropped
+    when flipping. DIW point pairs ('pairs' (K, 4) yA, xA, yB, xB) are mirrored too (numpy).
     """
     stereo = 'left' in sample
-    if stereo and any(left in sample and right not in sample for left, right in STEREO_PAIRS):
+    if (stereo and 'disparity' in sample and 'disparity_right' not in sample) or (is_numpy(choice) and not choice):
         return sample
     out = dict(sample)
     for key in _spatial(sample):
@@ -68,14 +70,17 @@ def hflip(sample: Sample, choice: Any = True) -> Sample:
         out[key] = namespace(x).flip(x, (_axes(x)[1],))
     if stereo:
         for left, right in STEREO_PAIRS:
-            if left in sample:
+            if left in sample and right in sample:
                 out[left], out[right] = out[right], out[left]
-    if 'pairs' in sample and choice:
+            elif left in sample or right in sample:
+                out.pop(left, None)
+                out.pop(right, None)
+    if 'pairs' in sample:
         width = sample[_spatial(sample)[0]].shape[1]
         pairs = sample['pairs'].copy()
         pairs[:, [1, 3]] = width - 1 - pairs[:, [1, 3]]
         out['pairs'] = pairs
-    for key in _spatial(sample):
+    for key in _spatial(out):
         out[key] = _select(choice, out[key], sample[key])
     return out
 

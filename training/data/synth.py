@@ -53,7 +53,8 @@ class _SyntheticSource:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device)
 
-    def _setup(self, rng: np.random.Generator, n: int) -> tuple[Scene, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def _setup(self, rng: np.random.Generator,
+               n: int) -> tuple[Scene, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Scenes and intrinsics on the device, camera at the scene origin (the scene is randomly turned)."""
         scene = sample_scenes(rng, n, self.indoor_prob).map(self._tensor)
         cams = {k: self._tensor(v) for k, v in sample_cameras(rng, n, self.height, self.width, self.hfov_deg).items()}
@@ -131,8 +132,8 @@ class SyntheticMono(_SyntheticSource):
         depth, rgb = render_view(scene, cams['fx'], cams['fy'], cams['cx'], cams['cy'], origin, rot,
                                  self.height, self.width)
         depth = torch.where(torch.isfinite(depth), depth, math.nan)[:, None]
-        batch: Batch = {'image': torch.stack(rgb, 1), 'depth': depth * (self.f_canonical / cams['fx'])[:, None, None, None],
-                        'depth_metric': depth, 'valid': torch.isfinite(depth), 'fx': cams['fx'],
+        canonical = depth * (self.f_canonical / cams['fx'])[:, None, None, None]
+        batch: Batch = {'image': torch.stack(rgb, 1), 'depth': canonical, 'depth_metric': depth, 'valid': torch.isfinite(depth), 'fx': cams['fx'],
                         'f_canonical': self.f_canonical}
         return batch if photometric is None else photometric(batch, rng)
 
