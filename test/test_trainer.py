@@ -1,0 +1,208 @@
+"""Trainer, recipes, schedules, checkpoints and the LR finder on tiny CPU runs."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from depth_ros.nets import create_model
+from depth_ros.nets.export import save_checkpoint
+from depth_ros.training import checkpoint as ckpt_io
+from depth_ros.training.config import (ConfigError, ScheduleConfig, TrainConfig, apply_overrides, list_recipes,
+                                       load_recipe)
+from depth_ros.training.losses import build_loss
+from depth_ros.training.lr_finder import find_lr, suggest_lr
+from depth_ros.training.optim import lr_at, total_steps
+from depth_ros.training.tasks import sample_depth_pairs
+from depth_ros.training.trainer import Trainer, amp_dtype
+
+QUIET = ['log.progress=false', 'log.tensorboard=false']
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_stereo(out, *extra: str) -> TrainConfig:
+    """AnyNet without SPN, 32 px disparities, 64x128 synthetic pairs."""
+    return apply_overrides(load_recipe('anynet_synthetic'), [
+        'model.options={max_disparity: 32, spn_channels: 0}', 'data.height=64', 'data.width=128',
+        'data.batch_size=4', 'data.max_disparity=32', 'loss.terms.stages.max_disparity=32', 'optim.lr=3e-3',
+        'data.val_batches=2', 'log.log_every=1', 'log.plots=false', f'log.out={out}', *QUIET, *extra])
+
+
+def tiny_kd(out, teacher, *extra: str) -> TrainConfig:
+    """The seed 004 KD recipe (aux heads, kd_pixel + ranking + kd_pairwise, rebalancing) at 64x64."""
+    return apply_overrides(load_recipe('mbv2_fbnet_synthetic_kd'), [
+        f'loss.teacher={teacher}', 'data.height=64', 'data.width=64', 'data.batch_size=2', 'data.epoch_size=10',
+        'data.f_canonical=48', 'data.pairs=16', 'loss.terms.kd_pairwise.grid=[4, 4]', 'data.val_batches=1',
+        'data.val_batch_size=2', 'log.log_every=1', 'log.eval_every=1000', 'log.plots=false', f'log.out={out}',
+        *QUIET, *extra])
+
+
+# ---------------------------------------------------------------------------------------- config
+@pytest.mark.parametrize('name', list_recipes())
+def test_recipes_load_and_build_their_losses(name):
+    cfg = load_recipe(name)
+    assert cfg.name == name and cfg.notes
+    for spec in cfg.loss.terms.values():
+        spec = {k: v for k, v in spec.items() if k != 'weight'}
+        build_loss(spec)  # unknown loss names or parameters raise
+    assert total_steps(cfg.schedule, 100) > 0
+
+
+def test_required_recipes_exist_with_the_seed_settings():
+    names = set(list_recipes())
+    assert {'anynet_synthetic', 'anynet_sceneflow', 'fastdepth_synthetic', 'fastdepth_nyu', 'lightdepth_nyu',
+            'yolo_unet_nyu', 'autoencoder_diode', 'teacher_synthetic', 'mbv2_fbnet_synthetic',
+            'mbv2_fbnet_synthetic_kd', 'mbv2_fbnet_diw_kd'} <= names
+    anynet = load_recipe('anynet_synthetic')
+    assert (anynet.optim.name, anynet.optim.lr, anynet.data.batch_size) == ('adam', 5e-4, 6)
+    assert (anynet.data.height, anynet.data.width, anynet.data.max_disparity) == (256, 512, 192)
+    assert anynet.loss.terms['stages']['weights'] == [0.25, 0.5, 1.0, 1.0]
+    fast = load_recipe('fastdepth_nyu')
+    assert (fast.optim.name, fast.optim.lr, fast.schedule.gamma, fast.schedule.step_epochs) == ('sgd', 0.08, 0.9, 10)
+    assert fast.loss.terms['main'] == {'name': 'fastdepth', 'lam': 12.0}
+    yolo = load_recipe('yolo_unet_nyu')
+    assert (yolo.optim.lr, yolo.data.batch_size, yolo.loss.terms['main']['w_l1']) == (1e-4, 32, 0.1)
+    assert yolo.data.augment['hflip'] > 0 and yolo.data.augment['channel_permutation'] > 0
+    kd = load_recipe('mbv2_fbnet_synthetic_kd')
+    assert kd.loss.rebalance == 'hard_to_easy' and kd.loss.teacher
+    assert kd.loss.terms['kd_pixel']['head_weights'] == [0.5, 0.25, 0.25]
+    assert kd.model.arch == 'mbv2_fbnet' and kd.data.f_canonical > 0  # inherited from the base recipe
+    assert load_recipe('mbv2_fbnet_diw_kd').data.source.startswith('diw:')
+
+
+def test_overrides():
+    cfg = load_recipe('anynet_synthetic')
+    out = apply_overrides(cfg, ['optim.lr=1e-3', 'batch_size=3', 'model.options.spn_channels=0',
+                                ('schedule.milestones', [1, 2])])
+    assert (out.optim.lr, out.data.batch_size, out.schedule.milestones) == (1e-3, 3, [1, 2])
+    assert out.model.options == {'max_disparity': 192, 'spn_channels': 0}
+    assert cfg.optim.lr == 5e-4  # the original is untouched
+    for bad in ('optim.nope=1', 'nope=1', 'optim.lr=fast', 'weight=2'):
+        with pytest.raises(ConfigError):
+            apply_overrides(cfg, [bad])
+
+
+def test_schedules():
+    step = ScheduleConfig(name='step', step_epochs=10, gamma=0.9)
+    assert lr_at(0, 0.08, step, 100) == pytest.approx(0.08)
+    assert lr_at(999, 0.08, step, 100) == pytest.approx(0.08)
+    assert lr_at(1000, 0.08, step, 100) == pytest.approx(0.072)
+    assert lr_at(2500, 0.08, step, 100) == pytest.approx(0.08 * 0.81)
+    multi = ScheduleConfig(name='multistep', milestones=[2, 3], gamma=0.1)
+    assert [lr_at(s, 1.0, multi, 10) for s in (19, 20, 30)] == pytest.approx([1.0, 0.1, 0.01])
+    cos = ScheduleConfig(name='cosine', max_steps=110, warmup_steps=10, min_lr=0.1)
+    assert lr_at(0, 1.0, cos, 5) == pytest.approx(0.1) and lr_at(9, 1.0, cos, 5) == pytest.approx(1.0)
+    assert lr_at(60, 1.0, cos, 5) == pytest.approx(0.55) and lr_at(110, 1.0, cos, 5) == pytest.approx(0.1)
+    assert amp_dtype('auto', torch.device('cpu')) is None and amp_dtype('bf16', torch.device('cpu')) is None
+
+
+def test_depth_pairs_follow_the_depth_order():
+    depth = torch.linspace(1, 8, 64).reshape(1, 1, 8, 8).repeat(2, 1, 1, 1)
+    depth[1, :, :, :4] = float('nan')  # no ground truth on the left half of image 1
+    pairs = sample_depth_pairs(depth, None, 200, 0.02, torch.Generator().manual_seed(0))
+    assert pairs.shape == (2, 200, 5)
+    rows = ((pairs[..., [0, 2]] * 8).floor()).long()
+    cols = ((pairs[..., [1, 3]] * 8).floor()).long()
+    z = torch.stack([depth[b, 0][rows[b, :, k], cols[b, :, k]] for b in range(2) for k in range(2)]).reshape(2, 2, -1)
+    assert torch.isfinite(z).all()  # only valid pixels are drawn
+    closer = z[:, 0] < z[:, 1] / 1.02
+    farther = z[:, 0] > z[:, 1] * 1.02
+    r = pairs[..., 4]
+    assert torch.equal(r == 1, closer) and torch.equal(r == -1, farther) and (r == 0).any()
+
+
+# ---------------------------------------------------------------------------------------- training
+def test_stereo_loss_falls(tmp_path):
+    trainer = Trainer(tiny_stereo(tmp_path, 'schedule.max_steps=40', 'log.eval_every=1000', 'log.ckpt_every=1000'))
+    before = trainer.validate()['epe']
+    summary = trainer.run()
+    trainer.close()
+    losses = [h['loss'] for _, h in trainer.history]
+    assert summary['finished'] and summary['step'] == 40 and len(losses) == 40
+    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
+    assert summary['metrics']['epe'] < 0.8 * before  # validation on the fixed held-out batches
+    assert {'epe_s1', 'epe_s2', 'epe_s3', 'bad1', 'bad3', 'd1'} <= set(summary['metrics'])
+    ckpt = torch.load(tmp_path / 'last.pt', weights_only=True)  # plain data only
+    assert ckpt['step'] == 40 and ckpt['arch'] == 'anynet' and ckpt['card']['trained']
+    assert ckpt['card']['metrics']['validation']['epe'] == pytest.approx(summary['metrics']['epe'])
+    assert (tmp_path / 'best.pt').is_file() and (tmp_path / 'train.csv').read_text().count('\n') == 41
+
+
+def test_kd_resume_is_exact_and_a_kill_loses_at_most_one_interval(tmp_path):
+    torch.manual_seed(0)
+    teacher = save_checkpoint(tmp_path / 'teacher.pt', create_model('teacher', encoder_depth=18, decoder_width=0.125),
+                              'teacher', {'encoder_depth': 18, 'decoder_width': 0.125}, card={'f_canonical': 96.0})
+    run = tmp_path / 'run'
+    cfg = tiny_kd(run, teacher, 'schedule.max_steps=10', 'log.ckpt_every=3')
+    first = Trainer(cfg)
+    first.run(steps=7, save_on_exit=False)  # dies after step 7: last.pt is from step 6
+    first.close()
+    assert first.rebalancer.weights != {k: 1 / 3 for k in first.task.terms}  # rebalancing took place
+    assert first.task.teacher_scale == pytest.approx(48 / 96)
+
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.step == 6 and 7 - resumed.step <= cfg.log.ckpt_every
+    resumed.run(steps=1)
+    resumed.close()
+    for key in ('loss', 'kd_pixel', 'ranking', 'kd_pairwise'):
+        assert resumed.history[-1][1][key] == pytest.approx(first.history[6][1][key], rel=1e-5, abs=1e-7)
+    assert resumed.rebalancer.weights == pytest.approx(first.rebalancer.weights, rel=1e-6)
+    rows = (run / 'train.csv').read_text().strip().splitlines()
+    assert [int(r.split(',')[0]) for r in rows[1:]] == list(range(1, 8))  # no duplicated step 7
+
+
+def test_resume_continues_the_schedule(tmp_path):
+    cfg = tiny_stereo(tmp_path, 'schedule.max_steps=6', 'schedule.name=cosine', 'log.eval_every=1000',
+                      'log.ckpt_every=2')
+    full = Trainer(cfg)
+    full.run()
+    full.close()
+    lrs_full = [float(r.split(',')[2]) for r in (tmp_path / 'train.csv').read_text().splitlines()[1:]]
+    shutil.rmtree(tmp_path)
+    part = Trainer(cfg)
+    part.run(steps=4)
+    part.close()
+    rest = Trainer(cfg, resume=True)
+    summary = rest.run()
+    rest.close()
+    lrs = [float(r.split(',')[2]) for r in (tmp_path / 'train.csv').read_text().splitlines()[1:]]
+    assert summary['step'] == 6 and lrs == pytest.approx(lrs_full, rel=1e-4)
+    assert rest.history[-1][1]['loss'] == pytest.approx(full.history[-1][1]['loss'], rel=1e-5)
+
+
+def test_lr_finder_restores_the_model(tmp_path):
+    trainer = Trainer(tiny_stereo(tmp_path))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = find_lr(trainer, 1e-5, 1e3, steps=12, plot_path=tmp_path / 'lr.png')
+    trainer.close()
+    assert 3 < len(result.lrs) <= 12 and len(result.losses) == len(result.smoothed) == len(result.lrs)
+    assert np.allclose(np.diff(np.log(result.lrs)), np.log(1e8) / 11)
+    assert result.lrs[0] <= result.suggested_lr <= result.lrs[-1] and result.plot.is_file()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lr_suggestion_is_the_steepest_descent_before_the_minimum():
+    lrs = list(np.logspace(-6, 1, 71))
+    x = np.log10(lrs)
+    loss = 2.0 - np.tanh(2.0 * (x + 2.0)) + np.where(x > -0.5, 30.0 * (x + 0.5) ** 2, 0.0)  # steepest at 1e-2
+    assert suggest_lr(lrs, list(loss)) == pytest.approx(1e-2, rel=0.13)
+
+
+def test_checkpoint_rng_state_round_trip(tmp_path):
+    state = ckpt_io.rng_state()
+    ckpt_io.save_atomic({'rng': state, 'arch': 'x', 'model': {}}, tmp_path / 'a.pt')
+    draws = (np.random.rand(), torch.rand(1).item())
+    ckpt_io.set_rng_state(ckpt_io.load(tmp_path / 'a.pt')['rng'])
+    assert (np.random.rand(), torch.rand(1).item()) == draws
+    assert not (tmp_path / 'a.pt.tmp').exists() and math.isfinite(draws[0])

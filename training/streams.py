@@ -1,0 +1,120 @@
+"""Endless, resumable batch streams for the trainer, and the fixed validation batches.
+
+``data.source`` is 'synthetic' (the torch scene renderer, batches made on the training device)
+or '<reader>:<path>' (a dataset reader, see :mod:`.reader_stream`). Every stream has
+``next_batch()``, ``iters_per_epoch``, ``state_dict()`` / ``load_state_dict()`` (exact
+resume) and ``skip_to(step)`` (approximate resume after a change in the number of processes).
+
+Synthetic batch ``i`` of rank ``r`` is rendered from the seed (seed, r, i) alone, so a resumed
+run draws exactly the batches it would have drawn, and every DDP rank draws different ones.
+``data.augment`` keys: hflip, channel_permutation (probabilities), photometric (bool, default
+true), applied with the same per-batch seed.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data.augment import Augment, Photometric
+from .data.synth import SyntheticMono, SyntheticStereo
+from .tasks import sample_depth_pairs
+
+AUGMENT_KEYS = ('hflip', 'channel_permutation', 'photometric')
+Batch = dict[str, Any]
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """'synthetic' -> ('synthetic', ''); '<reader>:<path>' -> (reader, path)."""
+    if source == 'synthetic':
+        return source, ''
+    name, sep, path = source.partition(':')
+    if not sep or not name or not path:
+        raise ValueError(f"data source must be 'synthetic' or '<reader>:<path>', not {source!r}")
+    return name, path
+
+
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (numpy SeedSequence)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def make_augment(options: dict[str, Any], crop: tuple[int, int] | None = None) -> Augment:
+    """An Augment from ``data.augment`` (hflip / channel_permutation probabilities, default 0;
+    photometric bool, default true) with an optional random ``crop`` (height, width)."""
+    unknown = sorted(set(options) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ValueError(f'unknown data.augment keys {unknown}; known: {", ".join(AUGMENT_KEYS)}')
+    return Augment(crop=crop, hflip=float(options.get('hflip', 0.0)),
+                   channel_permutation=float(options.get('channel_permutation', 0.0)),
+                   photometric=Photometric() if options.get('photometric', True) else None)
+
+
+def synthetic_engine(cfg: TrainConfig, kind: str, device: torch.device, seed: int) -> SyntheticStereo | SyntheticMono:
+    """The renderer for ``kind`` at the training size (photometric jitter is done by Augment)."""
+    d = cfg.data
+    if kind == 'stereo':
+        return SyntheticStereo(d.height, d.width, device, seed, d.max_disparity, photometric=None)
+    return SyntheticMono(d.height, d.width, device, seed, d.f_canonical or None, photometric=None)
+
+
+class SyntheticStream:
+    """Batches of ``batch_size`` rendered by ``make_engine(seed)`` with seed (seed, rank, index)."""
+
+    def __init__(self, make_engine: Callable[[int], Any], batch_size: int, seed: int, rank: int,
+                 iters_per_epoch: int, augment: Augment):
+        self.make_engine, self.batch_size, self.seed, self.rank = make_engine, batch_size, seed, rank
+        self.iters_per_epoch, self.augment = iters_per_epoch, augment
+        self.index = 0
+
+    def next_batch(self) -> Batch:
+        seed = stream_seed(self.seed, self.rank, self.index)
+        self.index += 1
+        batch = self.make_engine(seed).next_batch(self.batch_size)
+        return self.augment(batch, np.random.default_rng(seed))
+
+    def state_dict(self) -> dict[str, int]:
+        return {'index': self.index}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.index = int(state['index'])
+
+    def skip_to(self, step: int) -> None:
+        self.index = step
+
+
+def train_stream(cfg: TrainConfig, kind: str, device: torch.device, rank: int = 0, world: int = 1) -> Any:
+    """The training stream of this process (rank ``rank`` of ``world``)."""
+    name, path = parse_source(cfg.data.source)
+    if name != 'synthetic':
+        from .reader_stream import ReaderStream
+        return ReaderStream(cfg, kind, name, path, device, rank, world)
+    iters = max(1, cfg.data.epoch_size // (cfg.data.batch_size * world))
+    return SyntheticStream(lambda seed: synthetic_engine(cfg, kind, device, seed), cfg.data.batch_size,
+                           cfg.system.seed, rank, iters, make_augment(cfg.data.augment))
+
+
+def add_pairs(batch: Batch, k: int, equal: float, seed: int) -> Batch:
+    """``batch`` with 'pairs' (B, K, 5) sampled from its dense 'depth' by a seeded CPU generator."""
+    gen = torch.Generator().manual_seed(seed)
+    valid = batch.get('valid')
+    pairs = sample_depth_pairs(batch['depth'].cpu(), None if valid is None else valid.cpu(), k, equal, gen)
+    return {**batch, 'pairs': pairs.to(batch['depth'].device)}
+
+
+def validation_batches(cfg: TrainConfig, kind: str, device: torch.device) -> list[Batch]:
+    """The fixed held-out batches of ``data.val_source`` (default: the training source's
+    held-out split); mono batches with dense depth also get fixed relative-depth pairs (WHDR)."""
+    d = cfg.data
+    name, path = parse_source(d.val_source or d.source)
+    if name == 'synthetic':
+        batches = synthetic_engine(cfg, kind, device, cfg.system.seed).validation_batches(d.val_batches, d.val_batch_size)
+    else:
+        from .reader_stream import reader_validation_batches
+        batches = reader_validation_batches(cfg, kind, name, path, device)
+    if kind == 'mono':
+        batches = [add_pairs(b, d.pairs, d.pair_equal, i) if 'depth' in b and 'pairs' not in b else b
+                   for i, b in enumerate(batches)]
+    return batches
