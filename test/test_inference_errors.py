@@ -177,3 +177,18 @@ def test_sgbm_parameters_are_validated(stereo_card):
         StereoEstimator(stereo_card).set_sgbm(disparity_range=64)
     with pytest.raises(EstimatorError, match='sgbm parameters apply to'):
         StereoEstimator(stereo_card, sgbm={'disparity_range': 64})
+
+
+def test_images_too_small_for_opencv_are_refused_not_crashed():
+    # OpenCV 5.0's SGBM fails or segfaults on images narrower than its search needs
+    sgbm = StereoEstimator('opencv_sgbm', sgbm={'min_disparity': -8, 'disparity_range': 64})  # window 5
+    with pytest.raises(EstimatorError, match='needs 77 px'):
+        sgbm(np.zeros((20, 76, 3), np.uint8), np.zeros((20, 76, 3), np.uint8))
+    assert sgbm(np.zeros((20, 77, 3), np.uint8), np.zeros((20, 77, 3), np.uint8)).shape == (20, 77)
+    half = StereoEstimator('opencv_sgbm', input_scale=0.5)  # 128 disparities at half of 240 px
+    with pytest.raises(EstimatorError, match='120 px wide .* raise input_scale'):
+        half(np.zeros((40, 240), np.uint8), np.zeros((40, 240), np.uint8))
+    bm = StereoEstimator('opencv_bm')  # window 15
+    with pytest.raises(EstimatorError, match='too small for the StereoBM window 15'):
+        bm(np.zeros((15, 200), np.uint8), np.zeros((15, 200), np.uint8))
+    assert bm(np.zeros((16, 40), np.uint8), np.zeros((16, 40), np.uint8)).shape == (16, 40)

@@ -1,6 +1,8 @@
 """Size mapping of the estimators, checked exactly with hand-built ONNX graphs whose outputs are
 known formulas (depth_ros.inference.toy), run by real ONNX Runtime sessions."""
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -142,3 +144,15 @@ def test_mono_invalid_depth_becomes_nan(tmp_path):
     depth = est(image)
     assert np.isnan(depth[:, :16]).all()
     np.testing.assert_allclose(depth[:, 16:], 8.0)
+
+
+def test_runtime_does_not_import_torch(tmp_path):
+    code = ('import sys, numpy as np\n'
+            'from depth_ros.inference import DepthEstimator, StereoEstimator\n'
+            'from depth_ros.inference.toy import write_mono_toy, write_stereo_toy\n'
+            f'd = {str(tmp_path)!r}\n'
+            'img = np.full((24, 160, 3), 9, np.uint8)\n'
+            'StereoEstimator(write_stereo_toy(d))(img, img); StereoEstimator("opencv_sgbm")(img, img)\n'
+            'DepthEstimator(write_mono_toy(d))(img)\n'
+            'assert "torch" not in sys.modules, "torch was imported"\n')
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=120)

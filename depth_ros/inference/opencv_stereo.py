@@ -177,14 +177,26 @@ class OpenCVStereo:
         self._matchers[cn] = m
         return m
 
+    def check_size(self, width: int, height: int) -> None:
+        """Raise EstimatorError for images OpenCV cannot match: not larger than the BM window, or (SGBM)
+        narrower than |min_disparity| + disparity_range + window, where OpenCV 5.0 fails or crashes."""
+        p = self.params
+        w = p['correlation_window_size']
+        if self.method == 'opencv_bm' and min(width, height) <= w:
+            raise EstimatorError(f'image {width}x{height} is too small for the StereoBM window {w} (needs more than '
+                                 f'{w} px each way)')
+        need = abs(p['min_disparity']) + p['disparity_range'] + w
+        if self.method == 'opencv_sgbm' and width < need:
+            raise EstimatorError(f'image {width} px wide (at the matching resolution) is too narrow for StereoSGBM '
+                                 f'with min_disparity {p["min_disparity"]}, disparity_range {p["disparity_range"]} and '
+                                 f'window {w}: it needs {need} px; lower disparity_range or raise input_scale')
+
     def disparity(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """uint8 (H, W[, 3]) rectified pair -> (H, W) float32 disparity (px); where the matcher found
         none the value is below ``min_disparity`` (OpenCV's marker)."""
         if self.method == 'opencv_bm':
             left, right = to_grey(left), to_grey(right)
-        w = self.params['correlation_window_size']
-        if self.method == 'opencv_bm' and min(left.shape[:2]) < w:
-            raise EstimatorError(f'image {left.shape[1]}x{left.shape[0]} is smaller than the StereoBM window {w}')
+        self.check_size(left.shape[1], left.shape[0])
         disparity = self._matcher(1 if left.ndim == 2 else left.shape[2]).compute(left, right).astype(np.float32)
         disparity *= np.float32(1.0 / DISP_SCALE)
         return disparity
