@@ -65,7 +65,7 @@ def take_columns(table: Array, index: Array) -> Array:
     if is_numpy(table):
         picked = np.take(np.ascontiguousarray(columns), flat, axis=1)
     else:
-        picked = columns.contiguous()[:, flat]
+        picked = columns.contiguous().index_select(1, flat)
     return picked.reshape(table.shape[-1], *index.shape)
 
 
