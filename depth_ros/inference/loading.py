@@ -55,6 +55,11 @@ def check_backend(backend: str) -> None:
         raise EstimatorError(f'unknown backend {backend!r}; accepted: {", ".join(BACKENDS)}')
 
 
+def check_threads(threads: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise EstimatorError(f'threads must be an integer >= 0 (0: the library default), got {threads!r}')
+
+
 def load_network(model: str | Path, kind: str, backend: str, providers: str | Sequence[str],
                  threads: int, builtin: Sequence[str] = ()) -> LoadedModel:
     """Load a network model (card, .onnx or checkpoint) of ``kind`` 'stereo' or 'mono';
@@ -64,8 +69,7 @@ def load_network(model: str | Path, kind: str, backend: str, providers: str | Se
     backend that cannot run ``model``.
     """
     check_backend(backend)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise EstimatorError(f'threads must be an integer >= 0 (0: ONNX Runtime default), got {threads!r}')
+    check_threads(threads)
     is_checkpoint = Path(str(model)).suffix in CHECKPOINT_SUFFIXES
     if backend == 'opencv':
         raise EstimatorError(f"backend 'opencv' runs only opencv_sgbm and opencv_bm, not {str(model)!r}")

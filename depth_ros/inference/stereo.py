@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .images import EstimatorError, TensorMaker, check_pair
-from .loading import LoadedModel, check_backend, load_network
+from .loading import LoadedModel, check_backend, check_threads, load_network
 from .opencv_stereo import DISP_SCALE, METHODS, OpenCVStereo
 from .runners import Runner
 from .sizing import SizeMap, mask_invalid, scaled_size, size_map
@@ -26,7 +26,8 @@ class _StereoNetwork:
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         card = loaded.card
-        self.fixed_size, self.multiple_of, self.output_scale = loaded.fixed_size, loaded.multiple_of, loaded.output_scale
+        self.fixed_size, self.multiple_of = loaded.fixed_size, loaded.multiple_of
+        self.output_scale = loaded.output_scale
         self.tensor = TensorMaker(card.input.get('color', 'rgb'), tuple(card.input.get('range', (0, 1))))
         limit = card.output.get('max_disparity', card.options.get('max_disparity'))
         self.max_disparity = float(limit) if limit else None  # px at network resolution; None: unknown
@@ -71,8 +72,7 @@ class StereoEstimator:
         if str(model) in METHODS:
             if backend not in ('auto', 'opencv'):
                 raise EstimatorError(f'{model} runs on the opencv backend, not {backend!r}')
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-                raise EstimatorError(f'threads must be an integer >= 0, got {threads!r}')
+            check_threads(threads)
             if threads:
                 cv2.setNumThreads(threads)
             self._opencv: OpenCVStereo | None = OpenCVStereo(str(model), sgbm)
@@ -101,7 +101,8 @@ class StereoEstimator:
     @stages.setter
     def stages(self, value: int) -> None:
         if value not in self.available_stages:
-            raise EstimatorError(f'{self.name} runs {", ".join(map(str, self.available_stages))} stage(s), not {value!r}')
+            runs = ', '.join(map(str, self.available_stages))
+            raise EstimatorError(f'{self.name} runs {runs} stage(s), not {value!r}')
         self._stages = int(value)
 
     @property
