@@ -271,13 +271,14 @@ def test_unloadable_model_falls_back_to_sgbm(ros, scene, tmp_path):
     card.write_text(json.dumps({'name': 'broken', 'arch': 'anynet', 'kind': 'stereo', 'input': {},
                                 'output': {'quantity': 'disparity'},
                                 'graphs': [{'stages': 1, 'file': 'missing.s1.onnx'}]}))
-    node = StereoDepthNode(parameter_overrides=[Parameter('model', value=str(card))])
+    invalid_sgbm = [Parameter('sgbm.P1', value=500.0), Parameter('sgbm.P2', value=100.0)]  # P2 must exceed P1
+    node = StereoDepthNode(parameter_overrides=[Parameter('model', value=str(card))] + invalid_sgbm)
     probe = Probe('fallback_probe')
     probe.listen('depth/image', Image)
     with spinning(node, probe):
-        assert node.estimator.name == 'opencv_sgbm'
+        assert node.estimator.name == 'opencv_sgbm' and node.estimator.sgbm_params['P1'] == 0
         status = node.diagnostics.status()
         assert status.level == b'\x02' and 'falling back to opencv_sgbm' in status.message
-        assert 'missing.s1.onnx' in status.message
+        assert 'missing.s1.onnx' in status.message and 'sgbm.* parameters are invalid too' in status.message
         rig = Rig(node, probe, scene)
         rig.frame(['depth/image'], small=True)

@@ -45,7 +45,8 @@ class DepthNode(Node):
     ``load(values)``, ``load_failed(error)``, ``subscribe``, ``unsubscribe``, ``process(msgs)``,
     and may extend ``extra_publishers``, ``validate_specific`` and ``apply_specific``."""
 
-    RELOAD_EXTRA: tuple[str, ...] = ()
+    RELOAD_EXTRA: tuple[str, ...] = ()  # parameters besides RELOAD whose change reloads the model
+    MODEL_HELP = '.'  # end of the model parameter's description
 
     def __init__(self, name: str, *, default_model: str, max_depth: float, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
@@ -81,8 +82,6 @@ class DepthNode(Node):
         self.lazy = LazySubscriptions(self, self.output_publishers, self.subscribe, self.unsubscribe,
                                       lazy=self.lazy_enabled)
         self.params.on_change(self._validate, self._apply)
-
-    MODEL_HELP = '.'
 
     # --- hooks -------------------------------------------------------------------------------
     def declare_specific(self) -> None:

@@ -175,12 +175,17 @@ class ErrorReporter:
     @property
     def total(self) -> int:
         """Problems reported since start."""
-        return sum(p.count for p in self.problems.values())
+        return sum(p.count for p in self.snapshot())
+
+    def snapshot(self) -> list[Problem]:
+        """Copies of the problems reported so far (one per cause)."""
+        with self._lock:
+            return [Problem(**vars(p)) for p in self.problems.values()]
 
     def latest(self, within: float) -> Problem | None:
         """The most severe (then most recent) problem reported in the last ``within`` s."""
         now = time.monotonic()
-        recent = [p for p in list(self.problems.values()) if now - p.time <= within]
+        recent = [p for p in self.snapshot() if now - p.time <= within]
         return max(recent, key=lambda p: (p.level, p.time)) if recent else None
 
 
@@ -190,18 +195,23 @@ class RateMeter:
     def __init__(self, window: float = 5.0) -> None:
         self.window = window
         self._times: deque[float] = deque()
+        self._lock = threading.Lock()
         self.count = 0
 
     def tick(self, now: float | None = None) -> None:
+        """Count one event (at ``now``, time.monotonic() s)."""
         now = time.monotonic() if now is None else now
-        self._times.append(now)
-        self.count += 1
-        while self._times and now - self._times[0] > self.window:
-            self._times.popleft()
+        with self._lock:
+            self._times.append(now)
+            self.count += 1
+            while self._times and now - self._times[0] > self.window:
+                self._times.popleft()
 
     def rate(self, now: float | None = None) -> float:
+        """Events per second over the window ending at ``now``."""
         now = time.monotonic() if now is None else now
-        times = [t for t in list(self._times) if now - t <= self.window]
+        with self._lock:
+            times = [t for t in self._times if now - t <= self.window]
         if len(times) < 2:
             return 0.0
         return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
@@ -231,6 +241,7 @@ class Diagnostics:
         self.inputs, self.outputs = RateMeter(window), RateMeter(window)
         self._latency: deque[float] = deque(maxlen=200)
         self._overhead: deque[float] = deque(maxlen=200)
+        self._lock = threading.Lock()
         self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._timer = node.create_timer(period, self.publish)
 
@@ -241,12 +252,18 @@ class Diagnostics:
     def frame_out(self, latency: float, overhead: float) -> None:
         """Count one published output; ``latency`` and ``overhead`` in seconds."""
         self.outputs.tick()
-        self._latency.append(latency)
-        self._overhead.append(overhead)
+        with self._lock:
+            self._latency.append(latency)
+            self._overhead.append(overhead)
+
+    def timings(self) -> tuple[list[float], list[float]]:
+        """Recent (latencies, overheads) in seconds."""
+        with self._lock:
+            return list(self._latency), list(self._overhead)
 
     def overhead_ms(self) -> float:
         """Median node overhead (ms) over the recent frames (NaN before the first)."""
-        v = list(self._overhead)
+        v = self.timings()[1]
         return 1e3 * float(np.median(v)) if v else float('nan')
 
     def status(self) -> DiagnosticStatus:
@@ -257,15 +274,16 @@ class Diagnostics:
             level, message = self.condition
         if problem is not None and problem.level >= level:
             level, message = problem.level, problem.message
-        last = max(self._errors.problems.values(), key=lambda p: p.time, default=None)
+        last = max(self._errors.snapshot(), key=lambda p: p.time, default=None)
+        latency, overhead = self.timings()
         values = {
             'input rate (Hz)': f'{self.inputs.rate():.2f}',
             'output rate (Hz)': f'{self.outputs.rate():.2f}',
             'frames in': str(self.inputs.count),
             'frames out': str(self.outputs.count),
-            'latency median (ms)': _ms(self._latency, 50),
-            'latency p90 (ms)': _ms(self._latency, 90),
-            'node overhead median (ms)': _ms(self._overhead, 50),
+            'latency median (ms)': _ms(latency, 50),
+            'latency p90 (ms)': _ms(latency, 90),
+            'node overhead median (ms)': _ms(overhead, 50),
             'dropped frames': str(self.dropped()),
             'errors': str(self._errors.total),
             'last error': last.message if last else '',

@@ -120,10 +120,14 @@ class StereoDepthNode(DepthNode):
     def load_failed(self, error: Exception) -> None:
         model = self.params.get('model')
         message = (f'model {model!r} could not be loaded ({error}); falling back to {FALLBACK}. '
-                   f'Set the model parameter to a valid model to replace it.')
+                   'Set the model parameter to a valid model to replace it.')
+        try:
+            fallback = StereoEstimator(FALLBACK, sgbm=self._sgbm(self.param_values()))
+        except ValueError as e:  # the sgbm.* values themselves are invalid
+            message += f' The sgbm.* parameters are invalid too ({e}): using OpenCV defaults.'
+            fallback = StereoEstimator(FALLBACK)
         self.errors.report('model', message, ERROR)
-        values = {**self.param_values(), 'model': FALLBACK, 'backend': 'auto'}
-        self.set_estimator(self.load({**values, 'stages': 0}), condition=(ERROR, message))
+        self.set_estimator(fallback, condition=(ERROR, message))
 
     # --- inputs ----------------------------------------------------------------------------
     def subscribe(self) -> None:
