@@ -64,8 +64,9 @@ def test_known_scene_depth_is_exact():
     frame = render_stereo(make_scene(prims), CAM)
     x, y = _rays64(CAM)
     in_rectangle = (np.abs(x * 2.5 - 0.3) <= 0.4) & (np.abs(y * 2.5 - 0.9) <= 0.2)
-    truth = np.minimum.reduce([_plane_depth(x, y, (0, 0, 9.0), tilted), _box_depth(x, y, (-0.9, 0.6, 4.0), (0.5, 0.4, 0.3)),
-                               _sphere_depth(x, y, (0.7, -0.3, 3.0), 0.6), np.where(in_rectangle, 2.5, np.inf)])
+    truth = np.minimum.reduce([_plane_depth(x, y, (0, 0, 9.0), tilted), _sphere_depth(x, y, (0.7, -0.3, 3.0), 0.6),
+                               _box_depth(x, y, (-0.9, 0.6, 4.0), (0.5, 0.4, 0.3)),
+                               np.where(in_rectangle, 2.5, np.inf)])
     for value in (2.5, 3.0, 3.7):   # the rectangle, sphere and box are really in the picture
         assert (np.abs(truth - value) < 0.35).sum() > 20
     rel = np.abs(frame['depth'] - truth) / truth

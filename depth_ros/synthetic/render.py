@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .raycast import camera_rays, nearest_hit, slot_windows
+from .raycast import Window, camera_rays, nearest_hit, slot_windows
 from .scene import Scene
 from .texture import shade
 from .xp import Array, arange, astype, namespace, stack, take_along_last
@@ -47,13 +47,22 @@ def pose_matrix(x: float = 0.0, y: float = 0.0, z: float = 0.0, yaw: float = 0.0
 NUMPY_CHUNK_PIXELS = 40960  # numpy renders in row blocks this big so that temporaries stay in cache
 
 
+def full_windows(scene: Scene, height: int, width: int) -> list[Window | None]:
+    """No culling: the whole image for every slot used in a (numpy) scene batch. Lets torch
+    render without any host synchronisation (large batches gain little from culling anyway)."""
+    return [(0, height, 0, width) if used else None for used in np.asarray(scene.valid).any(0)]
+
+
 def render_view(scene: Scene, fx: Array, fy: Array, cx: Array, cy: Array, origin: Array, rot: Array,
-                height: int, width: int, chunk_pixels: int | None = None) -> tuple[Array, tuple[Array, Array, Array]]:
+                height: int, width: int, chunk_pixels: int | None = None,
+                windows: list[Window | None] | None = None) -> tuple[Array, tuple[Array, Array, Array]]:
     """Depth (B, H, W) m (inf where nothing is hit) and RGB (3 x (B, H, W) in [0, 1]) of one view.
 
     Intrinsics are (B,) arrays in pixels; ``origin`` (B, 3) and ``rot`` (B, 3, 3) are the
     camera centre and the scene-from-camera rotation. The image is rendered in blocks of rows
     of about ``chunk_pixels`` pixels (default: NUMPY_CHUNK_PIXELS for numpy, one block for torch).
+    ``windows`` (per slot, see ``slot_windows``, which computes them when None) restrict where
+    each primitive is intersected.
     """
     xp = namespace(fx)
     batch = scene.batch
@@ -63,7 +72,8 @@ def render_view(scene: Scene, fx: Array, fy: Array, cx: Array, cy: Array, origin
     focal = xp.sqrt(fx * fy)
     depths, colors = [], []
     with np.errstate(all='ignore'):
-        windows = slot_windows(scene, origin, rot, fx, fy, cx, cy, height, width)
+        if windows is None:
+            windows = slot_windows(scene, origin, rot, fx, fy, cx, cy, height, width)
         for r0 in range(0, height, rows):
             r1 = min(r0 + rows, height)
             rays = camera_rays(fx, fy, cx, cy, rot, (r0, r1), width)
@@ -95,17 +105,19 @@ def occlusion_mask(depth: Array, depth_other: Array, disparity: Array, direction
 
 
 def render_pair(scene: Scene, fx: Array, fy: Array, cx: Array, cy: Array, origin: Array, rot: Array,
-                height: int, width: int, baseline: Array | Callable[[Array], Array]) -> dict[str, Array]:
+                height: int, width: int, baseline: Array | Callable[[Array], Array],
+                windows: list[Window | None] | None = None) -> dict[str, Array]:
     """Render a batch of stereo pairs; ``baseline`` (B,) m, or a function of the left depth giving it.
+    ``windows`` are passed to ``render_view`` for both views.
 
     Returns 'left', 'right' (3 x (B, H, W) RGB in [0, 1]), 'depth', 'depth_right' (m, inf where
     nothing is hit), 'disparity', 'disparity_right' (px, 0 where nothing is hit), 'occlusion',
     'occlusion_right' (bool) and 'baseline' (B,).
     """
-    depth, left = render_view(scene, fx, fy, cx, cy, origin, rot, height, width)
+    depth, left = render_view(scene, fx, fy, cx, cy, origin, rot, height, width, windows=windows)
     base = baseline(depth) if callable(baseline) else baseline
     origin_right = origin + rot[:, :, 0] * base[:, None]
-    depth_right, right = render_view(scene, fx, fy, cx, cy, origin_right, rot, height, width)
+    depth_right, right = render_view(scene, fx, fy, cx, cy, origin_right, rot, height, width, windows=windows)
     scale = (fx * base).reshape(-1, 1, 1)
     disparity, disparity_right = scale / depth, scale / depth_right
     return {'left': left, 'right': right, 'depth': depth, 'depth_right': depth_right,

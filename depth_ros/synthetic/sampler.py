@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import TEXTURE_PARAMS, Scene, sample_textures
+from .scene import Scene, sample_textures
 
 N_PLANES, N_BOXES, N_ELLIPSOIDS = 6, 10, 5
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
@@ -149,7 +149,6 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     rot = np.einsum('nij,npjk->npik', turn, rot)
     light = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, -0.2, n), rng.uniform(-1, 0.5, n)], -1)
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
-    assert texture.shape[-1] == TEXTURE_PARAMS
     return Scene(center=center.astype(np.float32), rot=rot.astype(np.float32), size=size.astype(np.float32),
                  valid=valid, texture=texture, light=light.astype(np.float32),
                  ambient=rng.uniform(0.35, 0.7, n).astype(np.float32), n_planes=N_PLANES, n_boxes=N_BOXES)

@@ -64,10 +64,13 @@ class Scene:
             return 'plane'
         return 'box' if k < self.n_planes + self.n_boxes else 'ellipsoid'
 
+    def arrays(self) -> dict[str, Array]:
+        """The array fields by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith('n_')}
+
     def map(self, fn: Callable[[Array], Array]) -> 'Scene':
         """Apply ``fn`` to every array, e.g. ``lambda a: torch.as_tensor(a, device=dev)``."""
-        arrays = {f.name: fn(getattr(self, f.name)) for f in fields(self) if not f.name.startswith('n_')}
-        return replace(self, **arrays)
+        return replace(self, **{name: fn(a) for name, a in self.arrays().items()})
 
     def select(self, index: int) -> 'Scene':
         """Scene ``index`` of the batch as a batch of one."""

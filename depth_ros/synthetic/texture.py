@@ -23,6 +23,7 @@ _PRIME_X, _PRIME_Y, _PRIME_SEED = 0x9E37, 0x7F4B, 0x3C6F
 _MIX1, _MIX2 = 0x6D2B, 0x5A4D
 _MASK16 = 0xFFFF
 _LATTICE_LIMIT = 16384.0   # lattice coordinates are clamped to +-this (texture seeds are < 4096)
+_TEXTURE_START = 15        # texture columns follow centre (3), rotation (9) and size (3) in shade's table
 
 
 def _hash01(h: Array) -> Array:
@@ -93,7 +94,8 @@ def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array,
     n_slots = scene.n_slots
     table = xp.concatenate([scene.center, scene.rot.reshape(scene.batch, n_slots, 9), scene.size, scene.texture], -1)
     index = slot + _col(arange(scene.batch, depth, 'int64')) * n_slots
-    g = take_columns(table.reshape(scene.batch * n_slots, 15 + TEXTURE_PARAMS), index)
+    # per pixel, the hit slot's columns: centre (0-2), rotation (3-11, row-major), size (12-14), texture
+    g = take_columns(table.reshape(scene.batch * n_slots, _TEXTURE_START + TEXTURE_PARAMS), index)
     rot = [[g[3 + 3 * j + k] for k in range(3)] for j in range(3)]
     rel = [_col(origin[:, j]) + t * rays[j] - g[j] for j in range(3)]
     p = [rot[0][k] * rel[0] + rot[1][k] * rel[1] + rot[2][k] * rel[2] for k in range(3)]
@@ -118,7 +120,7 @@ def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array,
     ambient = _col(scene.ambient)
     shading = ambient + (1.0 - ambient) * lambert
     footprint = t / _col(focal) / xp.clip(xp.abs(facing), 0.25, None)
-    tex = g[15:]
+    tex = g[_TEXTURE_START:]
     value = pattern(a, b, footprint, tex)
     color0, color1 = tex[TEX_COLOR0], tex[TEX_COLOR1]
     return tuple(xp.where(hit, (color0[c] + (color1[c] - color0[c]) * value) * shading, 0.0) for c in range(3))

@@ -38,7 +38,10 @@ def asarray(value: Any, like: Array, dtype: str = 'float32') -> Array:
     xp = namespace(like)
     if xp is np:
         return np.asarray(value, dtype=getattr(np, dtype))
-    return xp.as_tensor(np.asarray(value), dtype=getattr(xp, dtype), device=like.device)
+    host = xp.as_tensor(np.asarray(value), dtype=getattr(xp, dtype))
+    if like.device.type == 'cpu':
+        return host
+    return host.pin_memory().to(like.device, non_blocking=True)   # no wait for queued device work
 
 
 def arange(n: int, like: Array, dtype: str = 'float32') -> Array:

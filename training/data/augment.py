@@ -42,8 +42,8 @@ def _spatial(sample: Sample) -> list[str]:
 
 
 def _select(choice: Any, new: Array, old: Array) -> Array:
-    """``new`` where ``choice`` holds: True for a numpy sample, a (B,) bool tensor for a batch."""
-    if is_numpy(new):
+    """``new`` where ``choice`` holds: True (numpy sample, or a whole batch), a (B,) bool tensor."""
+    if is_numpy(new) or isinstance(choice, bool):
         return new
     return torch.where(choice.reshape(-1, *[1] * (new.dim() - 1)), new, old)
 
@@ -94,8 +94,7 @@ def permute_channels(sample: Sample, perm: Any) -> Sample:
             if is_numpy(x):
                 out[key] = x[..., np.asarray(perm)]
             else:
-                index = torch.as_tensor(perm, device=x.device)
-                out[key] = x[torch.arange(x.shape[0], device=x.device)[:, None], index]
+                out[key] = x[torch.arange(x.shape[0], device=x.device)[:, None], asarray(perm, x, 'int64')]
     return out
 
 

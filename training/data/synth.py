@@ -22,6 +22,7 @@ IterableDataset of ready batches (use ``DataLoader(ds, batch_size=None)`` or ite
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from depth_ros.synthetic import render_pair, render_view, sample_cameras, sample_scenes
+from depth_ros.synthetic.render import full_windows
 from depth_ros.synthetic.scene import Scene
 
 from .augment import Photometric
@@ -50,17 +52,30 @@ class _SyntheticSource:
         self.photometric = photometric
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, _TRAIN_STREAM]))
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, device=self.device)
+    def _upload(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Host arrays -> tensors on the device in ONE copy (pinned and asynchronous on an
+        accelerator, so rendering never waits for queued training work); bool arrays stay bool."""
+        flat = torch.from_numpy(np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays.values()]))
+        data = flat if self.device.type == 'cpu' else flat.pin_memory().to(self.device, non_blocking=True)
+        out, start = {}, 0
+        for name, a in arrays.items():
+            part = data[start:start + a.size].reshape(a.shape)
+            out[name] = part > 0.5 if a.dtype == bool else part
+            start += a.size
+        return out
 
-    def _setup(self, rng: np.random.Generator,
-               n: int) -> tuple[Scene, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Scenes and intrinsics on the device, camera at the scene origin (the scene is randomly turned)."""
-        scene = sample_scenes(rng, n, self.indoor_prob).map(self._tensor)
-        cams = {k: self._tensor(v) for k, v in sample_cameras(rng, n, self.height, self.width, self.hfov_deg).items()}
-        origin = torch.zeros(n, 3, device=self.device)
-        rot = torch.eye(3, device=self.device).expand(n, 3, 3).contiguous()
-        return scene, cams, origin, rot
+    def _setup(self, rng: np.random.Generator, n: int,
+               **extra: np.ndarray) -> tuple[Scene, dict[str, torch.Tensor], dict[str, Any]]:
+        """Scenes, intrinsics (+ ``extra`` arrays) on the device and the kwargs of the renderer
+        (camera at the scene origin, the scene itself is randomly turned; no culling)."""
+        scene = sample_scenes(rng, n, self.indoor_prob)
+        cams = sample_cameras(rng, n, self.height, self.width, self.hfov_deg)
+        up = self._upload({**scene.arrays(), **cams, **extra})
+        view = dict(fx=up['fx'], fy=up['fy'], cx=up['cx'], cy=up['cy'],
+                    origin=torch.zeros(n, 3, device=self.device),
+                    rot=torch.eye(3, device=self.device).expand(n, 3, 3).contiguous(),
+                    height=self.height, width=self.width, windows=full_windows(scene, self.height, self.width))
+        return replace(scene, **{name: up[name] for name in scene.arrays()}), up, view
 
     def _render(self, rng: np.random.Generator, n: int, photometric: Photometric | None) -> Batch:
         raise NotImplementedError
@@ -92,19 +107,18 @@ class SyntheticStereo(_SyntheticSource):
         self.baseline, self.reach = baseline, reach
 
     def _render(self, rng: np.random.Generator, n: int, photometric: Photometric | None) -> Batch:
-        scene, cams, origin, rot = self._setup(rng, n)
-        share = self._tensor(rng.uniform(*self.reach, n).astype(np.float32))
-        per_metre = (self.max_disparity - 1.0) / cams['fx']   # baseline per metre of the nearest depth
+        scene, up, view = self._setup(rng, n, share=rng.uniform(*self.reach, n))
+        share = up['share']
+        per_metre = (self.max_disparity - 1.0) / up['fx']   # baseline per metre of the nearest depth
 
         def baseline(depth: torch.Tensor) -> torch.Tensor:
             nearest = depth.reshape(n, -1).amin(1)
             wanted = (share * per_metre * nearest).clamp(*self.baseline)
             return torch.minimum(wanted, 0.99 * per_metre * nearest)
 
-        out = render_pair(scene, cams['fx'], cams['fy'], cams['cx'], cams['cy'], origin, rot,
-                          self.height, self.width, baseline)
+        out = render_pair(scene, baseline=baseline, **view)
         batch: Batch = {'left': torch.stack(out['left'], 1), 'right': torch.stack(out['right'], 1),
-                        'fx': cams['fx'], 'baseline': out['baseline']}
+                        'fx': up['fx'], 'baseline': out['baseline']}
         for side in ('', '_right'):
             depth, disparity = out['depth' + side][:, None], out['disparity' + side][:, None]
             valid = torch.isfinite(depth) & (disparity < self.max_disparity)
@@ -128,13 +142,12 @@ class SyntheticMono(_SyntheticSource):
         self.f_canonical = float(f_canonical or 0.5 * width / math.tan(math.radians(35.0)))
 
     def _render(self, rng: np.random.Generator, n: int, photometric: Photometric | None) -> Batch:
-        scene, cams, origin, rot = self._setup(rng, n)
-        depth, rgb = render_view(scene, cams['fx'], cams['fy'], cams['cx'], cams['cy'], origin, rot,
-                                 self.height, self.width)
+        scene, up, view = self._setup(rng, n)
+        depth, rgb = render_view(scene, **view)
         depth = torch.where(torch.isfinite(depth), depth, math.nan)[:, None]
-        canonical = depth * (self.f_canonical / cams['fx'])[:, None, None, None]
-        batch: Batch = {'image': torch.stack(rgb, 1), 'depth': canonical, 'depth_metric': depth, 'valid': torch.isfinite(depth), 'fx': cams['fx'],
-                        'f_canonical': self.f_canonical}
+        canonical = depth * (self.f_canonical / up['fx'])[:, None, None, None]
+        batch: Batch = {'image': torch.stack(rgb, 1), 'depth': canonical, 'depth_metric': depth,
+                        'valid': torch.isfinite(depth), 'fx': up['fx'], 'f_canonical': self.f_canonical}
         return batch if photometric is None else photometric(batch, rng)
 
 
