@@ -39,9 +39,9 @@ def asarray(value: Any, like: Array, dtype: str = 'float32') -> Array:
     if xp is np:
         return np.asarray(value, dtype=getattr(np, dtype))
     host = xp.as_tensor(np.asarray(value), dtype=getattr(xp, dtype))
-    if like.device.type == 'cpu':
-        return host
-    return host.pin_memory().to(like.device, non_blocking=True)   # no wait for queued device work
+    if like.device.type == 'cuda':   # pinned + asynchronous: no wait for queued device work
+        return host.pin_memory().to(like.device, non_blocking=True)
+    return host.to(like.device)
 
 
 def arange(n: int, like: Array, dtype: str = 'float32') -> Array:

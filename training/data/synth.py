@@ -53,10 +53,10 @@ class _SyntheticSource:
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, _TRAIN_STREAM]))
 
     def _upload(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Host arrays -> tensors on the device in ONE copy (pinned and asynchronous on an
-        accelerator, so rendering never waits for queued training work); bool arrays stay bool."""
+        """Host arrays -> tensors on the device in ONE copy (pinned and asynchronous on CUDA, so
+        rendering never waits for queued training work); bool arrays stay bool."""
         flat = torch.from_numpy(np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays.values()]))
-        data = flat if self.device.type == 'cpu' else flat.pin_memory().to(self.device, non_blocking=True)
+        data = flat.pin_memory().to(self.device, non_blocking=True) if self.device.type == 'cuda' else flat.to(self.device)
         out, start = {}, 0
         for name, a in arrays.items():
             part = data[start:start + a.size].reshape(a.shape)
