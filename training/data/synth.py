@@ -56,7 +56,8 @@ class _SyntheticSource:
         """Host arrays -> tensors on the device in ONE copy (pinned and asynchronous on CUDA, so
         rendering never waits for queued training work); bool arrays stay bool."""
         flat = torch.from_numpy(np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays.values()]))
-        data = flat.pin_memory().to(self.device, non_blocking=True) if self.device.type == 'cuda' else flat.to(self.device)
+        cuda = self.device.type == 'cuda'
+        data = flat.pin_memory().to(self.device, non_blocking=True) if cuda else flat.to(self.device)
         out, start = {}, 0
         for name, a in arrays.items():
             part = data[start:start + a.size].reshape(a.shape)
