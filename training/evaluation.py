@@ -29,6 +29,7 @@ from .plots import to_rgb8
 from .streams import parse_source, stream_seed
 
 CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.ckpt')
+VAL_BATCH = 4  # the recipes' data.val_batch_size
 Sample = dict[str, Any]
 Estimator = StereoEstimator | DepthEstimator
 
@@ -54,7 +55,7 @@ def describe(model: str) -> dict[str, Any]:
     if is_checkpoint(model):
         info = checkpoint_info(model)
         data = info['config'].get('data', {})
-        size = [data['height'], data['width']] if 'height' in data else None
+        size = data.get('resize_to') or ([data['height'], data['width']] if 'height' in data else None)
         return {'name': Path(model).stem, 'kind': info['kind'], 'size': size,
                 'max_disparity': info['options'].get('max_disparity', data.get('max_disparity'))}
     card = load_card(find_card(model))
@@ -63,9 +64,11 @@ def describe(model: str) -> dict[str, Any]:
 
 
 def load_estimator(model: str, kind: str, max_disparity: float | None = None) -> Estimator:
-    """The runtime estimator of ``model``; OpenCV matchers search ``max_disparity`` px (rounded up to 16)."""
+    """The runtime estimator of ``model``; OpenCV matchers search ``max_disparity`` px (rounded
+    up to 16); a mono checkpoint runs at the size it was trained at."""
     if kind == 'mono':
-        return DepthEstimator(model)
+        size = describe(model)['size'] if is_checkpoint(model) else None
+        return DepthEstimator(model, input_size=tuple(size) if size else None)
     sgbm = None
     if model in METHODS and max_disparity:
         sgbm = {'disparity_range': int(-(-max_disparity // 16) * 16)}
@@ -76,15 +79,21 @@ def load_estimator(model: str, kind: str, max_disparity: float | None = None) ->
 def synthetic_samples(kind: str, n: int, size: tuple[int, int], split: str = 'val', *,
                       max_disparity: float = 192.0, pairs: int = 64) -> list[Sample]:
     """``n`` samples of the synthetic engine at ``size`` (H, W): the held-out validation split
-    ('val', the trainer's) or the training stream of seed 0 ('train'); images are quantised to
-    uint8 like a camera's, mono ground truth is metric depth with pairs drawn from it."""
+    ('val': rendered in batches of VAL_BATCH, so at the trainer's size and default
+    val_batch_size these are its validation samples) or the engine's seed-0 training stream
+    ('train'); images are quantised to uint8 like a camera's, mono ground truth is metric
+    depth with pairs drawn from it."""
     from .data.synth import SyntheticMono, SyntheticStereo
 
     if kind == 'stereo':
         engine = SyntheticStereo(size[0], size[1], 'cpu', 0, max_disparity, photometric=None)
     else:
         engine = SyntheticMono(size[0], size[1], 'cpu', 0, photometric=None)
-    batch = engine.validation_batches(1, n)[0] if split == 'val' else engine.next_batch(n)
+    if split == 'val':
+        batches = engine.validation_batches(-(-n // VAL_BATCH), VAL_BATCH)
+        batch = {k: torch.cat([b[k] for b in batches]) for k in batches[0] if isinstance(batches[0][k], torch.Tensor)}
+    else:
+        batch = engine.next_batch(n)
     samples = []
     for i in range(n):
         if kind == 'stereo':

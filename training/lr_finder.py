@@ -50,12 +50,10 @@ def find_lr(trainer: Trainer, start_lr: float = 1e-7, end_lr: float = 10.0, step
     rng = ckpt_io.rng_state()
     stream_state = trainer.stream.state_dict()
     result = LRFinderResult()
-    factor = (end_lr / start_lr) ** (1.0 / max(steps - 1, 1))
     avg, best = 0.0, math.inf
     trainer.model.train()
     try:
-        for i in range(steps):
-            lr = start_lr * factor ** i
+        for i, lr in enumerate(np.geomspace(start_lr, end_lr, steps).tolist()):
             loss = float(trainer.train_step(lr)['loss'])
             if not math.isfinite(loss):
                 break

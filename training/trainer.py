@@ -67,7 +67,7 @@ class Trainer:
         if device.type == 'cuda':
             torch.backends.cudnn.benchmark = not cfg.system.deterministic
             torch.backends.cudnn.deterministic = cfg.system.deterministic
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            torch.set_float32_matmul_precision('high')  # TF32 matmuls (cuDNN convs use TF32 by default)
 
         self.kind = model_kind(cfg.model.arch)
         self.model = create_model(cfg.model.arch, **cfg.model.options).to(device)
@@ -273,7 +273,8 @@ class Trainer:
                              f'{self.cfg.model.arch} {self.cfg.model.options}')
         self.model.load_state_dict(ckpt['model'])
         self.optimizer.load_state_dict(ckpt['optimizer'])
-        self.scaler.load_state_dict(ckpt['scaler'])
+        if self.scaler.is_enabled() and ckpt.get('scaler'):  # empty when saved without fp16
+            self.scaler.load_state_dict(ckpt['scaler'])
         if self.rebalancer is not None and ckpt.get('rebalancer'):
             self.rebalancer.load_state_dict(ckpt['rebalancer'])
         self.step, self.elapsed = int(ckpt['step']), float(ckpt.get('elapsed_s', 0.0))

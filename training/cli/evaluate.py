@@ -1,0 +1,97 @@
+"""depth-ros-evaluate: metrics of a model through the runtime path (what the ROS nodes give).
+
+    depth-ros-evaluate --model models/anynet_spn8.json --data synthetic --n 50 --out metrics.json
+    depth-ros-evaluate --model runs/fastdepth/best.pt --data synthetic
+    depth-ros-evaluate --model opencv_sgbm --data kitti2015:/data/kitti --n 200
+    depth-ros-evaluate --model fastdepth --data synthetic --update-card
+
+Stereo models are also compared with OpenCV SGBM on the same pairs; anytime networks get
+metrics per stage count. --update-card writes the metrics into the model card under
+'<data>/<split>' (nothing else in the card changes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from depth_ros.model_card import ModelCardError, find_card
+
+from ..evaluation import describe, evaluate_model, is_checkpoint, load_samples
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, --split, --n, --size, --max-depth (shared with depth-ros-compare)."""
+    p.add_argument('--data', default='synthetic', help="'synthetic' or '<reader>:<path>'")
+    p.add_argument('--split', default='val', help="'val' (held-out) or 'train'; reader splits as the reader names them")
+    p.add_argument('--n', type=int, default=20, help='number of samples')
+    p.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                   help="synthetic image size (default: the model's training/export size, else 256 512)")
+    p.add_argument('--max-depth', type=float, help='mono: cap of the ground truth depth, m')
+
+
+def resolve_size(args: argparse.Namespace, infos: list[dict[str, Any]]) -> tuple[int, int]:
+    """--size, else the first model's training/export size, else 256x512."""
+    if args.size:
+        return tuple(args.size)
+    for info in infos:
+        if info['size']:
+            return int(info['size'][0]), int(info['size'][1])
+    return 256, 512
+
+
+def max_disparity_of(infos: list[dict[str, Any]]) -> float:
+    """The largest max_disparity of the models (192, AnyNet's, if none says)."""
+    values = [float(i['max_disparity']) for i in infos if i.get('max_disparity')]
+    return max(values) if values else 192.0
+
+
+def update_card(model: str, key: str, metrics: dict[str, Any]) -> Path:
+    """Set card['metrics'][key] = metrics in the model card JSON, leaving everything else as is."""
+    path = find_card(model)
+    data = json.loads(path.read_text())
+    data.setdefault('metrics', {})[key] = metrics
+    path.write_text(json.dumps(data, indent=2) + '\n')
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog='depth-ros-evaluate', description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
+    p.add_argument('--model', required=True, help='model card / name / .onnx, .pt checkpoint, opencv_sgbm or opencv_bm')
+    add_data_arguments(p)
+    p.add_argument('--out', type=Path, help='write the metrics as JSON here')
+    p.add_argument('--update-card', action='store_true', help="store the metrics in the model's card")
+    p.add_argument('--no-sgbm', action='store_true', help='stereo: skip the OpenCV SGBM reference')
+    args = p.parse_args(argv)
+    if args.update_card and (is_checkpoint(args.model) or args.model in ('opencv_sgbm', 'opencv_bm')):
+        sys.exit('depth-ros-evaluate: --update-card needs a model with a card (export the checkpoint first)')
+    try:
+        info = describe(args.model)
+    except (ModelCardError, ValueError) as e:
+        sys.exit(f'depth-ros-evaluate: {e}')
+    kind, size, max_disp = info['kind'], resolve_size(args, [info]), max_disparity_of([info])
+    samples = load_samples(args.data, kind, args.n, size, args.split, max_disp)
+    result = evaluate_model(args.model, samples, kind, max_disp, args.max_depth)
+    report: dict[str, Any] = {'model': result['name'], 'kind': kind, 'data': args.data, 'split': args.split,
+                              'n': len(samples), 'metrics': result['metrics']}
+    if args.data == 'synthetic':
+        report['size'] = list(size)
+    if 'stages' in result:
+        report['stages'] = result['stages']
+    if kind == 'stereo' and args.model != 'opencv_sgbm' and not args.no_sgbm:
+        report['opencv_sgbm'] = evaluate_model('opencv_sgbm', samples, kind, max_disp)['metrics']
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + '\n')
+    if args.update_card:
+        card_metrics = {k: report[k] for k in ('n', 'size', 'metrics', 'stages') if k in report}
+        print(f'updated {update_card(args.model, f"{args.data}/{args.split}", card_metrics)}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()
