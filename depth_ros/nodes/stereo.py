@@ -64,7 +64,8 @@ def _disparity_message(disparity: np.ndarray, header: Any, f: float, baseline: f
     """DisparityImage with invalid pixels marked min_disparity - 1 (see the module docstring)."""
     low = est.min_disparity
     msg = msgs.disparity_image(disparity, header, f, baseline, low, est.max_disparity, est.delta_d)
-    msg.image.data = msgs.to_bytes(np.fmax(disparity, np.float32(low - 1.0)))  # valid ones are >= low
+    data = np.frombuffer(msg.image.data, np.float32).reshape(disparity.shape)  # the message's own bytes
+    np.fmax(disparity, np.float32(low - 1.0), out=data)  # NaN -> low - 1; valid values are >= low
     return msg
 
 
