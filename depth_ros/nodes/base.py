@@ -18,7 +18,7 @@ from rclpy.node import Node
 from ..inference import EstimatorError
 from ..model_card import ModelCardError
 from .common import (ERROR, WARN, Diagnostics, ErrorReporter, LazySubscriptions, NewestOnlyWorker,
-                     ParameterSet, declare_qos)
+                     ParameterSet, declare_qos, forward_python_logging)
 from .outputs import DepthOutputs
 
 RELOAD = ('model', 'backend', 'providers', 'threads')  # + the subclass's RELOAD_EXTRA
@@ -50,6 +50,7 @@ class DepthNode(Node):
 
     def __init__(self, name: str, *, default_model: str, max_depth: float, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
+        forward_python_logging()
         self.params = ParameterSet(self)
         self.errors = ErrorReporter(self)
         self.params.declare('model', default_model, "Model: a shipped model's name (models/<name>.json), a "
@@ -131,9 +132,10 @@ class DepthNode(Node):
         with self._estimator_lock:
             self.estimator = estimator
         if estimator is None:
-            self.diagnostics.info.update(model='none', backend='none', trained='False')
+            self.diagnostics.info.update(model='none', backend='none', providers='', trained='False')
         else:
             self.diagnostics.info.update(model=str(estimator.name), backend=str(estimator.backend),
+                                         providers=', '.join(estimator.providers),
                                          trained=str(bool(estimator.trained)))
             self.get_logger().info(f'model {estimator.name} ({estimator.backend}) loaded')
             if not estimator.trained and not estimator.name.startswith('opencv'):

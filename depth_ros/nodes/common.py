@@ -3,6 +3,7 @@ publisher QoS, throttled error reporting, /diagnostics, lazy input subscriptions
 worker thread, and the ``main()`` every node uses (clean shutdown on Ctrl-C)."""
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
 import numpy as np
 import rclpy
+import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -389,6 +391,30 @@ class NewestOnlyWorker(Generic[T]):
             self._stopped = True
             self._cond.notify()
         self._thread.join(timeout)
+
+
+class _RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records to the ROS log (console, /rosout) under their logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = rclpy.logging.get_logger(record.name)
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:  # one call site per severity (rclpy requires it)
+            logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            logger.warning(message)
+        else:
+            logger.info(message)
+
+
+def forward_python_logging(name: str = 'depth_ros') -> None:
+    """Send the library's Python log records (e.g. the inference runtime's provider fallback and
+    untrained-weights warnings) to the ROS log instead of bare stderr; once per process."""
+    log = logging.getLogger(name)
+    if not any(isinstance(h, _RosLogHandler) for h in log.handlers):
+        log.addHandler(_RosLogHandler())
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
