@@ -171,12 +171,17 @@ def test_sampled_scenes_are_plausible():
     assert (depth.reshape(12, -1).min(1) < 3.0).mean() > 0.5     # most scenes have something near
 
 
-torch = pytest.importorskip('torch')
-from depth_ros.training.data.synth import SyntheticMono, SyntheticStereo  # noqa: E402
+@pytest.fixture
+def torch_synth():
+    """(torch, depth_ros.training.data.synth); the numpy tests above run without torch."""
+    torch = pytest.importorskip('torch')
+    from depth_ros.training.data import synth
+    return torch, synth
 
 
-def test_synthetic_stereo_batch():
-    source = SyntheticStereo(64, 128, 'cpu', seed=1, max_disparity=48)
+def test_synthetic_stereo_batch(torch_synth):
+    torch, synth = torch_synth
+    source = synth.SyntheticStereo(64, 128, 'cpu', seed=1, max_disparity=48)
     batch = source.next_batch(3)
     assert batch['left'].shape == batch['right'].shape == (3, 3, 64, 128)
     assert batch['disparity'].shape == batch['valid'].shape == (3, 1, 64, 128)
@@ -190,10 +195,11 @@ def test_synthetic_stereo_batch():
     assert torch.isnan(batch['disparity'][~valid]).all()
 
 
-def test_synthetic_streams_are_seeded_and_validation_is_fixed():
-    a, b = SyntheticStereo(32, 64, 'cpu', seed=3), SyntheticStereo(32, 64, 'cpu', seed=3)
+def test_synthetic_streams_are_seeded_and_validation_is_fixed(torch_synth):
+    torch, synth = torch_synth
+    a, b = synth.SyntheticStereo(32, 64, 'cpu', seed=3), synth.SyntheticStereo(32, 64, 'cpu', seed=3)
     torch.testing.assert_close(a.next_batch(2)['left'], b.next_batch(2)['left'])
-    other = SyntheticStereo(32, 64, 'cpu', seed=4)
+    other = synth.SyntheticStereo(32, 64, 'cpu', seed=4)
     val_a, val_other = a.validation_batches(2, 2), other.validation_batches(2, 2)
     torch.testing.assert_close(val_a[1]['disparity'], val_other[1]['disparity'], equal_nan=True)
     assert not torch.equal(val_a[0]['left'], a.next_batch(2)['left'])
@@ -201,8 +207,9 @@ def test_synthetic_streams_are_seeded_and_validation_is_fixed():
     assert len(stream) == 3 and len(list(stream)) == 3
 
 
-def test_synthetic_mono_canonical_depth():
-    source = SyntheticMono(48, 64, 'cpu', seed=2, f_canonical=100.0)
+def test_synthetic_mono_canonical_depth(torch_synth):
+    torch, synth = torch_synth
+    source = synth.SyntheticMono(48, 64, 'cpu', seed=2, f_canonical=100.0)
     batch = source.next_batch(2)
     assert batch['image'].shape == (2, 3, 48, 64) and batch['depth'].shape == (2, 1, 48, 64)
     torch.testing.assert_close(batch['depth'] * batch['fx'][:, None, None, None] / 100.0, batch['depth_metric'])
