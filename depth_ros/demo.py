@@ -294,14 +294,14 @@ def check_models(args: argparse.Namespace) -> str | None:
     return mono
 
 
-def stop(executor: MultiThreadedExecutor, source: Node, nodes: dict[str, Node], monitor: Node) -> None:
-    """Stop publishing, let the executor's running callbacks finish, then shut it down.
+def stop_executor(executor: MultiThreadedExecutor, nodes: list[Node]) -> None:
+    """Remove ``nodes``, let the executor's running callbacks finish, then shut it down.
 
     rclpy's MultiThreadedExecutor.shutdown() destroys its guard condition before its threads
-    finish, and a callback finishing afterwards fails on it; callbacks here take milliseconds
-    (estimation runs in the depth nodes' own worker threads), so a short drain avoids that."""
-    source.timer.cancel()
-    for node in (source, *nodes.values(), monitor):
+    finish, and a callback finishing afterwards fails on it; the callbacks here take
+    milliseconds (estimation runs in the depth nodes' own worker threads), so a short drain
+    avoids that."""
+    for node in nodes:
         executor.remove_node(node)
     time.sleep(0.3)
     executor.shutdown()
@@ -348,7 +348,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     except KeyboardInterrupt:
         print('interrupted: reporting what arrived so far')
     finally:
-        stop(executor, source, nodes, monitor)
+        source.timer.cancel()
+        stop_executor(executor, [source, *nodes.values(), monitor])
     metrics = {o.prefix: accuracy(o, monitor.truth) for o in outputs}
     print(report(args, monitor, outputs, nodes, metrics))
     status = 0

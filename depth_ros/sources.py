@@ -144,7 +144,7 @@ class FileSource:
 
     Calibration: ``calibration`` names a camera_calibration YAML (mono) or a folder with
     left.yaml + right.yaml (stereo); empty = look next to the images (ost.yaml, camera.yaml,
-    <video>.yaml; left.yaml + right.yaml). Without one, ``fx`` (px, > 0) and, for stereo,
+    <video>.yaml; left.yaml + right.yaml). Without one, ``fx`` (px at the file size, > 0) and, for stereo,
     ``baseline`` (m, > 0) describe ideal rectified cameras; a mono source without ``fx``
     assumes a 60 degree horizontal field of view (``assumed_focal`` is then True).
     ``rectify`` undistorts and rectifies raw images with the calibration. Frames are resized

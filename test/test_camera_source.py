@@ -327,3 +327,50 @@ def test_config_yaml_lists_every_parameter_with_its_default(context):
                     assert node.get_parameter(name).value == value, name
         finally:
             node.destroy_node()
+
+
+def test_static_tf_when_tf2_ros_exists_and_diagnostics(context, monkeypatch):
+    """tf2_ros is not installable here: a stand-in records what the node would broadcast."""
+    import types
+
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    sent = []
+    fake = types.ModuleType('tf2_ros')
+    fake.StaticTransformBroadcaster = lambda node: types.SimpleNamespace(sendTransform=sent.extend)
+    monkeypatch.setitem(sys.modules, 'tf2_ros', fake)
+    node = CameraSource(context=context, parameter_overrides=[
+        Parameter('width', value=48), Parameter('height', value=32), Parameter('frames', value=1),
+        Parameter('baseline', value=0.2), Parameter('rate', value=20.0)])
+    assert [(t.header.frame_id, t.child_frame_id) for t in sent] == [
+        ('camera_link', 'camera_left_optical_frame'), ('camera_link', 'camera_right_optical_frame')]
+    for t, y in zip(sent, (0.0, -0.2)):  # the right camera is 0.2 m to the right: -y in camera_link
+        tr = t.transform.translation
+        assert (tr.x, tr.y, tr.z) == (0.0, y, 0.0)
+        q = t.transform.rotation
+        # REP 103: optical z (forward) = body x, optical x (right) = body -y, optical y (down) = body -z
+        w, x, y_, z = q.w, q.x, q.y, q.z
+        rot = np.array([[1 - 2 * (y_ * y_ + z * z), 2 * (x * y_ - z * w), 2 * (x * z + y_ * w)],
+                        [2 * (x * y_ + z * w), 1 - 2 * (x * x + z * z), 2 * (y_ * z - x * w)],
+                        [2 * (x * z - y_ * w), 2 * (y_ * z + x * w), 1 - 2 * (x * x + y_ * y_)]])
+        np.testing.assert_allclose(rot @ [0, 0, 1], [1, 0, 0], atol=1e-12)
+        np.testing.assert_allclose(rot @ [1, 0, 0], [0, -1, 0], atol=1e-12)
+        np.testing.assert_allclose(rot @ [0, 1, 0], [0, 0, -1], atol=1e-12)
+    listener = Node('diag_listener', context=context)
+    got = []
+    listener.create_subscription(DiagnosticArray, '/diagnostics', got.append, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    deadline = time.monotonic() + 10
+    try:
+        while not got and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        listener.destroy_node()
+    status = got[0].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.name.startswith('camera_source') and values['source'] == 'synthetic'
+    assert float(values['output rate (Hz)']) > 5 and values['baseline (m)'] == '0.2000'

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
@@ -46,7 +47,7 @@ class CameraSource(Node):
     """Publishes frames of a source at ``rate`` Hz (see the module docstring). Raises
     SourceError when the source cannot be opened (missing path, bad calibration)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         self.source: FileSource | SyntheticSource | None = None  # closed by destroy_node, also on errors
         super().__init__('camera_source', **kwargs)
         p = self.params = ParameterSet(self)
@@ -63,8 +64,9 @@ class CameraSource(Node):
                           range=(0, 8192), read_only=True)
         height = p.declare('height', 480, 'Published image height (px); 0 = size of the files.',
                            range=(0, 8192), read_only=True)
-        fx = p.declare('fx', 0.0, 'Focal length (px) at the published size; 0 = from the scene, the '
-                       'calibration, or a 60 degree field of view.', range=(0.0, 1e5), read_only=True)
+        fx = p.declare('fx', 0.0, 'Focal length (px) of the source images (files: at their own size; '
+                       'synthetic: at width x height); 0 = from the scene, the calibration, or a 60 degree '
+                       'field of view.', range=(0.0, 1e5), read_only=True)
         baseline = p.declare('baseline', 0.0, 'Stereo baseline (m); 0 = from the scene or calibration.',
                              range=(0.0, 10.0), read_only=True)
         seed = p.declare('seed', 0, 'Synthetic scene seed.', range=(0, 2**31 - 1), read_only=True)
