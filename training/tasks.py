@@ -195,8 +195,7 @@ class MonoTask(Task):
 
     def unused_parameters(self, model: nn.Module) -> bool:
         has_aux = bool(getattr(getattr(model, 'config', None), 'aux_heads', False))
-        return has_aux and not all(loss.head_weights for loss, _, _ in self.terms.values()
-                                   if loss.name != 'kd_pairwise')
+        return has_aux and not any(loss.head_weights for loss, _, _ in self.terms.values())
 
     def _term(self, loss: Loss, pred: Any, target: torch.Tensor, valid: torch.Tensor | None,
               batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -221,21 +220,21 @@ class MonoTask(Task):
                 with torch.no_grad():
                     teacher = self.teacher.forward_with_features(image)
         pred, feat = _float(pred), feat.float()
-        targets: dict[str, Any] = {}
-        for name, (loss, weight, kind) in self.terms.items():
-            if kind == 'gt':
+        pairs = batch.get('pairs')
+        values: dict[str, torch.Tensor] = {}
+        for name, (loss, weight, target) in self.terms.items():
+            if target == 'gt':
                 value = self._term(loss, pred, batch['depth'], valid, batch)
-            elif kind == 'pairs':
-                if 'pairs' not in targets:
-                    targets['pairs'] = batch['pairs'] if 'pairs' in batch else sample_depth_pairs(
-                        batch['depth'], valid, self.cfg.data.pairs, self.cfg.data.pair_equal)
-                value = self._term(loss, pred, targets['pairs'], None, batch)
-            elif kind == 'teacher':
+            elif target == 'pairs':
+                if pairs is None:  # dense ground truth: sample relative-depth pairs from it
+                    pairs = sample_depth_pairs(batch['depth'], valid, self.cfg.data.pairs, self.cfg.data.pair_equal)
+                value = self._term(loss, pred, pairs, None, batch)
+            elif target == 'teacher':
                 value = self._term(loss, pred, teacher[0].float() * self.teacher_scale, None, batch)
             else:
                 value = loss(feat, teacher[1].float())
-            targets[name] = weight * value
-        return {name: targets[name] for name in self.terms}
+            values[name] = weight * value
+        return values
 
     @torch.no_grad()
     def _predict(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
