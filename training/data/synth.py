@@ -102,7 +102,7 @@ class SyntheticStereo(_SyntheticSource):
 
     def __init__(self, height: int, width: int, device: str | torch.device = 'cpu', seed: int = 0,
                  max_disparity: float = 192.0, *, baseline: tuple[float, float] = (0.05, 0.5),
-                 reach: tuple[float, float] = (0.3, 0.98), **options: Any) -> None:
+                 reach: tuple[float, float] = (0.1, 0.9), **options: Any) -> None:
         super().__init__(height, width, device, seed, **options)
         self.max_disparity = float(max_disparity)
         self.baseline, self.reach = baseline, reach
