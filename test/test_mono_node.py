@@ -11,7 +11,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import geometry
-from depth_ros.nodes.common import ERROR, WARN
+from depth_ros.nodes.diagnostics import ERROR, WARN
 from depth_ros.nodes.mono import MonoDepthNode
 from ros_harness import Probe, as_array, camera_info, header, image, require, spinning, wait_until
 

@@ -17,8 +17,8 @@ from rclpy.node import Node
 
 from ..inference import EstimatorError
 from ..model_card import ModelCardError
-from .common import (ERROR, WARN, Diagnostics, ErrorReporter, LazySubscriptions, NewestOnlyWorker,
-                     ParameterSet, declare_qos, forward_python_logging)
+from .common import LazySubscriptions, NewestOnlyWorker, ParameterSet, declare_qos, forward_python_logging
+from .diagnostics import ERROR, WARN, Diagnostics, ErrorReporter
 from .outputs import DepthOutputs
 
 RELOAD = ('model', 'backend', 'providers', 'threads')  # + the subclass's RELOAD_EXTRA

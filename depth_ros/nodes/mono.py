@@ -21,7 +21,8 @@ from .. import msgs
 from ..inference import DepthEstimator
 from ..model_card import ModelCardError
 from .base import DepthNode, FrameError
-from .common import ERROR, SENSOR_QOS, run_node
+from .common import SENSOR_QOS, run_node
+from .diagnostics import ERROR
 
 DEFAULT_MODEL = 'fastdepth'  # the shipped student (models/fastdepth.json) once trained weights exist
 

@@ -18,7 +18,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from .. import geometry, msgs
-from .common import ErrorReporter, ParameterSet
+from .common import ParameterSet
+from .diagnostics import ErrorReporter
 
 TINY = float(np.finfo(np.float32).tiny)
 

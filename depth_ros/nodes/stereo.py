@@ -32,7 +32,8 @@ from stereo_msgs.msg import DisparityImage
 from .. import geometry, msgs
 from ..inference import StereoEstimator
 from .base import DepthNode, FrameError
-from .common import ERROR, SENSOR_QOS, run_node
+from .common import SENSOR_QOS, run_node
+from .diagnostics import ERROR
 from .sync import Synchronizer
 
 INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
