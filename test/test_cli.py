@@ -59,7 +59,8 @@ def test_stereo_train_resume_export_evaluate_compare(tmp_path, capsys):
     done = last_json(capsys.readouterr().out)
     assert (done['step'], done['finished']) == (4, True) and (run / 'samples.png').is_file()
 
-    export.main(['--checkpoint', str(run / 'last.pt'), '--out', str(models), '--name', 'tiny', '--input-size', '64', '128'])
+    export.main(['--checkpoint', str(run / 'last.pt'), '--out', str(models), '--name', 'tiny',
+                 '--input-size', '64', '128'])
     card_path = models / 'tiny.json'
     card = load_card(card_path)
     assert card.trained and card.training['steps'] == 4 and card.stages == [1, 2, 3]
@@ -112,7 +113,8 @@ def test_mono_dataset_reader_train_export_evaluate(tmp_path, capsys):
     assert last_json(capsys.readouterr().out)['finished']
     val = list(csv.DictReader(open(run / 'val.csv')))
     assert len(val) == 1 and float(val[0]['absrel']) > 0
-    export.main(['--checkpoint', str(run / 'last.pt'), '--out', str(tmp_path), '--name', 'ae', '--input-size', '64', '64'])
+    export.main(['--checkpoint', str(run / 'last.pt'), '--out', str(tmp_path), '--name', 'ae',
+                 '--input-size', '64', '64'])
     assert load_card(tmp_path / 'ae.json').f_canonical == 50.0
     evaluate.main(['--model', str(tmp_path / 'ae.json'), '--data', f'diode:{data}', '--split', 'all', '--n', '3',
                    '--out', str(tmp_path / 'm.json')])

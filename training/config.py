@@ -38,7 +38,7 @@ class DataConfig:
     width: int = 512
     batch_size: int = 8                # per process
     max_disparity: float = 192.0       # stereo: largest disparity rendered / supervised, px
-    f_canonical: float = 0.0           # mono: focal (px) of the canonical camera depth is expressed in (0: camera's own)
+    f_canonical: float = 0.0           # mono: focal (px) of the camera depth is expressed in (0: each camera's own)
     epoch_size: int = 20000            # samples per "epoch" (schedules, rebalancing); readers: 0 = one pass
     resize: float = 1.0                # readers: scale samples by this before the random crop
     resize_to: list = field(default_factory=list)  # readers: resize samples to [H, W] instead (no crop)
@@ -257,7 +257,8 @@ def resolve_key(key: str) -> tuple[str | None, str]:
     owners = [s for s in SECTIONS if key in _section_fields(s)]
     if len(owners) != 1:
         what = 'ambiguous' if owners else 'unknown'
-        raise ConfigError(f'{what} key {key!r}: use section.key ({", ".join(f"{s}.{key}" for s in owners) or SECTIONS})')
+        choices = ', '.join(f'{s}.{key}' for s in owners) or ', '.join(SECTIONS)
+        raise ConfigError(f'{what} key {key!r}: use section.key ({choices})')
     return owners[0], key
 
 

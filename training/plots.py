@@ -15,6 +15,7 @@ import numpy as np
 from depth_ros import viz
 
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (x, y)
+Row = tuple[np.ndarray, Sequence[tuple[str, np.ndarray]], np.ndarray | None]  # image, [(label, map)], ground truth
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # RGB
 
@@ -123,8 +124,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def comparison_rows(rows: Sequence[tuple[np.ndarray, Sequence[tuple[str, np.ndarray]], np.ndarray | None]],
-                    unit: str = 'm') -> list[tuple[str, np.ndarray]]:
+def comparison_rows(rows: Sequence[Row], unit: str = 'm') -> list[tuple[str, np.ndarray]]:
     """Panels for :func:`depth_ros.viz.tile`: per row the input image, every (label, map) and the
     ground truth (if any), all maps of a row coloured on the same range (ground truth first)."""
     panels: list[tuple[str, np.ndarray]] = []
@@ -137,8 +137,8 @@ def comparison_rows(rows: Sequence[tuple[np.ndarray, Sequence[tuple[str, np.ndar
     return panels
 
 
-def sample_figure(path: str | Path, rows: Sequence[tuple[np.ndarray, Sequence[tuple[str, np.ndarray]], np.ndarray | None]],
-                  title: str = '', unit: str = 'm', cell: tuple[int, int] = (256, 160)) -> Path:
+def sample_figure(path: str | Path, rows: Sequence[Row], title: str = '', unit: str = 'm',
+                  cell: tuple[int, int] = (256, 160)) -> Path:
     """PNG of input / prediction(s) / ground truth rows (see :func:`comparison_rows`)."""
     panels = comparison_rows(rows, unit)
     columns = len(panels) // max(len(rows), 1)

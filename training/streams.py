@@ -110,7 +110,8 @@ def validation_batches(cfg: TrainConfig, kind: str, device: torch.device) -> lis
     d = cfg.data
     name, path = parse_source(d.val_source or d.source)
     if name == 'synthetic':
-        batches = synthetic_engine(cfg, kind, device, cfg.system.seed).validation_batches(d.val_batches, d.val_batch_size)
+        engine = synthetic_engine(cfg, kind, device, cfg.system.seed)
+        batches = engine.validation_batches(d.val_batches, d.val_batch_size)
     else:
         from .reader_stream import reader_validation_batches
         batches = reader_validation_batches(cfg, kind, name, path, device)

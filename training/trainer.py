@@ -145,7 +145,8 @@ class Trainer:
         self.scaler.update()
         return {'loss': total.detach(), **{k: v.detach() for k, v in terms.items()}}
 
-    def _sync(self, sums: dict[str, torch.Tensor], count: int, flags: list[bool]) -> tuple[dict[str, float], list[bool]]:
+    def _sync(self, sums: dict[str, torch.Tensor], count: int,
+              flags: list[bool]) -> tuple[dict[str, float], list[bool]]:
         """Mean of the accumulated values over steps and processes, and flags OR-ed over processes."""
         keys = list(sums)
         vec = torch.stack([sums[k].float() for k in keys]
@@ -162,7 +163,8 @@ class Trainer:
         run would). Returns a summary dict."""
         cfg, log = self.cfg, self.cfg.log
         start = last_save = time.time()
-        elapsed0, stop_at = self.elapsed, self.total_steps if steps is None else min(self.total_steps, self.step + steps)
+        elapsed0 = self.elapsed
+        stop_at = self.total_steps if steps is None else min(self.total_steps, self.step + steps)
         sums: dict[str, torch.Tensor] = {}
         count, out_of_time = 0, False
         self.model.train()
@@ -236,12 +238,14 @@ class Trainer:
     def card(self) -> dict[str, Any]:
         """Model-card fields for export: training provenance and the latest validation metrics."""
         cfg = self.cfg
-        training = {'recipe': cfg.name, 'steps': self.step, 'samples': self.step * cfg.data.batch_size * self.dist.world,
-                    'data': cfg.data.source, 'input_size': [cfg.data.height, cfg.data.width],
+        samples = self.step * cfg.data.batch_size * self.dist.world
+        size = list(cfg.data.resize_to) or [cfg.data.height, cfg.data.width]
+        training = {'recipe': cfg.name, 'steps': self.step, 'samples': samples, 'data': cfg.data.source, 'input_size': size,
                     'loss': {k: dict(v) for k, v in cfg.loss.terms.items()}, 'optimizer': cfg.optim.name,
                     'lr': cfg.optim.lr, 'seed': cfg.system.seed, 'elapsed_s': round(self.elapsed, 1)}
-        metrics = {'validation': {'data': cfg.data.val_source or cfg.data.source, 'step': self.step, **self.metrics}} \
-            if self.metrics else {}
+        metrics = {}
+        if self.metrics:
+            metrics['validation'] = {'data': cfg.data.val_source or cfg.data.source, 'step': self.step, **self.metrics}
         f_canonical = cfg.data.f_canonical if self.kind == 'mono' and cfg.data.f_canonical > 0 else None
         return ckpt_io.card_info(True, training, metrics, f_canonical)
 

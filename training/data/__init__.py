@@ -15,12 +15,14 @@ from .diw import DIW
 from .kitti import KITTIDepth, KITTIStereo2015
 from .middlebury import Middlebury
 from .nyu import NYUv2Folder, NYUv2Mat
+from .rendered import Rendered
 from .sceneflow import SceneFlow
 from .synth import SyntheticMono, SyntheticStereo
 
 READERS: dict[str, type[Reader]] = {
     'nyu_mat': NYUv2Mat, 'nyu': NYUv2Folder, 'diode': DIODE, 'kitti_stereo': KITTIStereo2015,
     'kitti_depth': KITTIDepth, 'sceneflow': SceneFlow, 'middlebury': Middlebury, 'diw': DIW,
+    'rendered': Rendered,
 }
 
 
@@ -32,5 +34,5 @@ def open_reader(name: str, path: str, **options: Any) -> Reader:
 
 
 __all__ = ['Augment', 'DIODE', 'DIW', 'KITTIDepth', 'KITTIStereo2015', 'Middlebury', 'NYUv2Folder', 'NYUv2Mat',
-           'Photometric', 'READERS', 'Reader', 'SceneFlow', 'SyntheticMono', 'SyntheticStereo', 'TorchDataset',
+           'Photometric', 'READERS', 'Reader', 'Rendered', 'SceneFlow', 'SyntheticMono', 'SyntheticStereo', 'TorchDataset',
            'collate', 'open_reader', 'to_tensors']
