@@ -240,9 +240,10 @@ class Trainer:
         cfg = self.cfg
         samples = self.step * cfg.data.batch_size * self.dist.world
         size = list(cfg.data.resize_to) or [cfg.data.height, cfg.data.width]
-        training = {'recipe': cfg.name, 'steps': self.step, 'samples': samples, 'data': cfg.data.source, 'input_size': size,
-                    'loss': {k: dict(v) for k, v in cfg.loss.terms.items()}, 'optimizer': cfg.optim.name,
-                    'lr': cfg.optim.lr, 'seed': cfg.system.seed, 'elapsed_s': round(self.elapsed, 1)}
+        training = {'recipe': cfg.name, 'steps': self.step, 'samples': samples, 'data': cfg.data.source,
+                    'input_size': size, 'loss': {k: dict(v) for k, v in cfg.loss.terms.items()},
+                    'optimizer': cfg.optim.name, 'lr': cfg.optim.lr, 'seed': cfg.system.seed,
+                    'elapsed_s': round(self.elapsed, 1)}
         metrics = {}
         if self.metrics:
             metrics['validation'] = {'data': cfg.data.val_source or cfg.data.source, 'step': self.step, **self.metrics}
