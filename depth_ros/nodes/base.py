@@ -56,11 +56,12 @@ class DepthNode(Node):
         self.params.declare('model', default_model, "Model: a shipped model's name (models/<name>.json), a "
                             'model card (.json) or .onnx path' + self.MODEL_HELP)
         self.params.declare('backend', 'auto', "Inference backend: 'auto' (onnxruntime for model cards, torch "
-                            "for .pt checkpoints, OpenCV for opencv_*), 'onnxruntime' or 'torch'.",
+                            "for .pt checkpoints, OpenCV for opencv_*), 'onnxruntime', 'torch' or 'opencv'.",
                             choices=('auto', 'onnxruntime', 'torch', 'opencv'))
         self.params.declare('providers', 'cpu', "ONNX Runtime execution providers, comma-separated: 'cpu', "
                             "'cuda', 'tensorrt' or full provider names; unavailable ones fall back to CPU.")
-        self.params.declare('threads', 0, 'ONNX Runtime intra-op threads (0: its default).', range=(0, 256))
+        self.params.declare('threads', 0, "Inference threads: ONNX Runtime's intra-op threads, or OpenCV's / "
+                            "torch's process-wide count (0: the library's default).", range=(0, 256))
         self.declare_specific()
         self.settings = DepthOutputs.declare(self.params, max_depth)
         self.lazy_enabled = self.params.declare(
