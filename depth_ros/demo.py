@@ -38,16 +38,19 @@ from .training.metrics import depth_metrics, stereo_metrics  # numpy only
 
 LOOP_FRAMES = 16    # synthetic frames rendered before the run (played back and forth)
 WARMUP = 2          # first outputs of each node left out of the latency statistics
-KEEP = 20           # frames kept per node for accuracy and the picture
+KEEP = 15           # frames kept per node for accuracy and the picture (clouds: CLOUDS)
+CLOUDS = 4          # newest clouds kept per node (4.9 MB each at 640x480 with rgb)
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'disparity')
 Stamp = tuple[int, int]
 
 
 def stamp_of(msg: Any) -> Stamp:
+    """(sec, nanosec) of a message's header stamp."""
     return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
 def stamp_seconds(stamp: Stamp) -> float:
+    """A stamp in seconds."""
     return stamp[0] + 1e-9 * stamp[1]
 
 
@@ -88,7 +91,8 @@ class Output:
     prefix: str
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     received: list[float] = field(default_factory=list)  # monotonic times of depth images
-    frames: OrderedDict = field(default_factory=OrderedDict)  # stamp -> {topic: msg}
+    frames: OrderedDict = field(default_factory=OrderedDict)  # stamp -> {'depth': Image, 'disparity': ...}
+    clouds: OrderedDict = field(default_factory=OrderedDict)  # stamp -> PointCloud2
 
 
 class Monitor(Node):
@@ -135,6 +139,9 @@ class Monitor(Node):
         out.latency[kind].append(now - stamp_seconds(stamp))
         if kind == 'depth':
             out.received.append(time.monotonic())
+        if kind == 'points':
+            self._keep(out.clouds, stamp, msg, CLOUDS)
+            return
         entry = out.frames.get(stamp) or {}
         entry[kind] = msg
         self._keep(out.frames, stamp, entry)
@@ -151,6 +158,7 @@ def rate(times: list[float]) -> float:
 
 
 def percentiles_ms(values: list[float]) -> str:
+    """'median / p90' in ms of latencies in s, the warm-up left out."""
     v = values[WARMUP:] if len(values) > WARMUP + 2 else values
     return f'{1e3 * np.median(v):6.1f} / {1e3 * np.percentile(v, 90):6.1f}' if v else '   n/a'
 
@@ -188,7 +196,7 @@ def picture(outputs: list[Output], monitor: Monitor, k: np.ndarray, title: str,
               and all('depth' in o.frames.get(s, {}) for o in outputs)]
     if not common:
         return None
-    stamp = common[-1]
+    stamp = max(common, key=lambda s: (all(s in o.clouds for o in outputs), s))  # with clouds if possible
     gt = msgs.image_to_array(monitor.truth[stamp]['depth'])
     lo, hi = viz.depth_range(gt)
     left = msgs.image_to_rgb8(monitor.left[stamp])
@@ -201,8 +209,8 @@ def picture(outputs: list[Output], monitor: Monitor, k: np.ndarray, title: str,
         m = metrics[out.prefix]
         scores = f'AbsRel {m["absrel"]:.3f}' if 'absrel' in m else ''
         panels.append((f'{out.label}  {scores}', viz.colorize_depth(msgs.image_to_array(entry['depth']), lo, hi)))
-        if 'points' in entry:
-            xyz, rgb = cloud_arrays(entry['points'])
+        if stamp in out.clouds:
+            xyz, rgb = cloud_arrays(out.clouds[stamp])
             if rgb is None:
                 rgb = viz.colorize_depth(xyz[..., 2], lo, hi)
             clouds.append((f'{out.prefix} cloud', viz.preview_cloud(xyz, rgb, view)))
@@ -226,8 +234,8 @@ def report(args: argparse.Namespace, monitor: Monitor, outputs: list[Output], no
         model = 'none' if est is None else f'{est.name} ({est.backend}){trained}'
         m = metrics[out.prefix]
 
-        def fmt(key: str, spec: str, scale: float = 1.0) -> str:
-            return format(m[key] * scale, spec) if key in m and np.isfinite(m[key]) else 'n/a'
+        def fmt(key: str, spec: str) -> str:
+            return format(m[key], spec) if key in m and np.isfinite(m[key]) else 'n/a'
 
         lines.append(f'| {out.label} | {model} | {rate(out.received):.1f} | {percentiles_ms(out.latency["depth"])} | '
                      f'{percentiles_ms(out.latency["points"])} | {fmt("absrel", ".3f")} | {fmt("rmse", ".3f")} | '
