@@ -267,7 +267,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
     p.add_argument('--width', type=int, default=640, help='image width (px)')
     p.add_argument('--height', type=int, default=480, help='image height (px)')
-    p.add_argument('--seed', type=int, default=0, help='synthetic scene')
+    p.add_argument('--seed', type=int, default=3, help='synthetic scene (3: several objects at 1-8 m)')
     p.add_argument('--out', default='depth_ros_demo.png', help='picture to write')
     args = p.parse_args(argv)
     problems = [f'{name} must be {rule}' for name, bad, rule in (
