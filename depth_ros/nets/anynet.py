@@ -144,16 +144,29 @@ def soft_argmin(cost: torch.Tensor, first: int) -> torch.Tensor:
     return (F.softmax(-cost, 1) * values.view(1, -1, 1, 1)).sum(1, keepdim=True)
 
 
+def _step(h: torch.Tensor, x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
+    """One column of the recurrence: x + g1 h[row - 1] + g2 h + g3 h[row + 1]; all (N, R)."""
+    return x + g1 * F.pad(h[:, :-1], (1, 0)) + g2 * h + g3 * F.pad(h[:, 1:], (0, 1))
+
+
 def _scan(x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
     """h[t] = x[t] + g1[t] h[t-1] shifted down + g2[t] h[t-1] + g3[t] h[t-1] shifted up.
     All (T, N, R): scan axis first, rows last; x is already weighted by 1 - g1 - g2 - g3."""
     h = x[0]
     outs: List[torch.Tensor] = [h]
     for t in range(1, x.size(0)):
-        above = F.pad(h[:, :-1], (1, 0))  # h[row - 1]
-        below = F.pad(h[:, 1:], (0, 1))  # h[row + 1]
-        h = x[t] + g1[t] * above + g2[t] * h + g3[t] * below
+        h = _step(h, x[t], g1[t], g2[t], g3[t])
         outs.append(h)
+    return torch.stack(outs, 0)
+
+
+def _scan_eager(x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
+    """_scan for training: the columns are split once (unbind), so backward stacks their
+    gradients once instead of filling a full-size zero tensor per column (quadratic in W)."""
+    xs, a, b, c = x.unbind(0), g1.unbind(0), g2.unbind(0), g3.unbind(0)
+    outs = [xs[0]]
+    for t in range(1, len(xs)):
+        outs.append(_step(outs[-1], xs[t], a[t], b[t], c[t]))
     return torch.stack(outs, 0)
 
 
@@ -179,7 +192,7 @@ def propagate(x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Ten
     def scan_first(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (W, B*C, H)
         return t.permute(3, 0, 1, 2).flatten(1, 2)
 
-    scan = _scripted_scan() if torch.jit.is_tracing() else _scan
+    scan = _scripted_scan() if torch.jit.is_tracing() else _scan_eager
     h = scan(scan_first((1 - g1 - g2 - g3) * x), scan_first(g1), scan_first(g2), scan_first(g3))
     return h.unflatten(1, (b, c)).permute(1, 2, 3, 0)
 
