@@ -117,6 +117,12 @@ def test_checkpoint_round_trip_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert card.trained is True and card.metrics == CARD['metrics'] and card.input['size'] == [32, 64]
     assert onnx_parity(loaded, card_path) <= 1e-4  # random input at the card's size
 
+    # without --input-size the card gets the size the trainer recorded in the checkpoint
+    trained = save_checkpoint(tmp_path / 'trained.pt', model, 'anynet', OPTIONS[8],
+                              card={**CARD, 'training': {'input_size': [48, 80]}})
+    main(['--checkpoint', str(trained), '--name', 'sized', '--out', str(tmp_path / 'models')])
+    assert load_card(tmp_path / 'models' / 'sized.json').input['size'] == [48, 80]
+
 
 def test_cli_with_arch_and_options(tmp_path: Path) -> None:
     main(['--arch', 'anynet', '--option', 'spn_channels=0', '--option', 'max_disparity=64',

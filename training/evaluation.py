@@ -65,10 +65,9 @@ def describe(model: str) -> dict[str, Any]:
 
 def load_estimator(model: str, kind: str, max_disparity: float | None = None) -> Estimator:
     """The runtime estimator of ``model``; OpenCV matchers search ``max_disparity`` px (rounded
-    up to 16); a mono checkpoint runs at the size it was trained at."""
+    up to 16); a mono checkpoint runs at the size it was trained at (recorded in its card)."""
     if kind == 'mono':
-        size = describe(model)['size'] if is_checkpoint(model) else None
-        return DepthEstimator(model, input_size=tuple(size) if size else None)
+        return DepthEstimator(model)
     sgbm = None
     if model in METHODS and max_disparity:
         sgbm = {'disparity_range': int(-(-max_disparity // 16) * 16)}

@@ -47,7 +47,7 @@ def load_checkpoint_model(path: Path, providers: str | Sequence[str], threads: i
     thread count. A checkpoint whose card does not say ``trained`` is taken as trained.
     """
     from ..nets import model_kind
-    from ..nets.export import load_checkpoint
+    from ..nets.export import checkpoint_input_size, load_checkpoint
 
     if not path.is_file():
         raise ModelCardError(f'checkpoint {path} does not exist')
@@ -67,7 +67,7 @@ def load_checkpoint_model(path: Path, providers: str | Sequence[str], threads: i
     info = ckpt.get('card') or {}
     stereo = kind == 'stereo'
     stages = list(range(1, module.max_stages + 1)) if stereo else [1]
-    size = getattr(module, 'input_size', None)
+    size = checkpoint_input_size(info) or getattr(module, 'input_size', None)
     output = {'quantity': 'disparity', 'unit': 'px'} if stereo else {'quantity': 'depth', 'unit': 'm'}
     output['scale'] = float(module.output_scale)
     max_disparity = getattr(getattr(module, 'config', None), 'max_disparity', None)

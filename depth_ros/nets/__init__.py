@@ -5,7 +5,8 @@ Conventions every network follows:
 - mono networks return depth in metres of the canonical camera (see model cards), (B, 1, h, w),
   positive; stereo networks take (left, right) and return disparity in pixels of the input,
   (B, 1, H, W);
-- in training mode networks with auxiliary outputs return a list (final prediction first).
+- in training mode networks with auxiliary outputs return a list: mono networks the final
+  prediction first, then the auxiliary heads; AnyNet every stage's output, stage 1 first.
 """
 from . import anynet, autoencoder, fastdepth, lightdepth, mbv2_fbnet, teacher, yolo_unet  # noqa: F401  (register)
 from ._registry import create_model, list_models, model_kind, register_model

@@ -223,6 +223,11 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def checkpoint_input_size(card: dict | None) -> list[int] | None:
+    """(H, W) a checkpoint's network was trained at (the trainer records it in its card)."""
+    return ((card or {}).get('training') or {}).get('input_size') or None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``depth-ros-export``: export an architecture (untrained) or a checkpoint to ONNX + card."""
     p = argparse.ArgumentParser(prog='depth-ros-export', description='Export a registered network '
@@ -247,8 +252,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         arch, options, state, card = ckpt['arch'], ckpt.get('options', {}), ckpt['model'], ckpt.get('card')
     else:
         arch, options, state, card = args.arch, dict(args.option), None, None
+    size = args.input_size or checkpoint_input_size(card)
     card_path = export_model(arch, args.out, name=args.name, options=options, state_dict=state,
-                             input_size=tuple(args.input_size) if args.input_size else None,
+                             input_size=tuple(size) if size else None,
                              opset=args.opset, dynamic=not args.static, fp16=args.fp16, card=card)
     written = load_card(card_path)
     for g in written.graphs:
