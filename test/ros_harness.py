@@ -1,6 +1,8 @@
-"""Test helpers for real rclpy nodes over DDS (imported by the node and sync tests): an executor
-spinning in a thread, a probe node that publishes inputs and records outputs, and message
-builders. conftest.py gives each pytest process its own ROS domain."""
+"""Test helpers for real rclpy nodes over DDS (imported by the node and sync tests): the fixtures
+``ros`` (rclpy's default context for a test module) and ``context`` (a private one; a test
+module imports ``ros_fixture`` / ``context_fixture`` to use them), an executor spinning in a thread, a probe
+node that publishes inputs and records outputs, and message builders. conftest.py gives each
+pytest process its own ROS domain."""
 from __future__ import annotations
 
 import importlib
@@ -9,12 +11,15 @@ import threading
 import time
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
+import rclpy
+from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
@@ -32,6 +37,28 @@ def require(module: str) -> ModuleType:
         if os.environ.get('CI') == 'true':
             pytest.fail(f'{module} must be importable in CI (.ci/run installs it)')
         pytest.skip(f'{module} is not installed')
+
+
+@pytest.fixture(scope='module', name='ros')
+def ros_fixture() -> Iterator[None]:
+    """rclpy initialised (default context) for the test module that imports this fixture."""
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(name='context')
+def context_fixture() -> Iterator[Context]:
+    """A private rclpy context for one test (nodes take ``context=``)."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def overrides(**params: Any) -> list[Parameter]:
+    """Parameter overrides for a node's constructor."""
+    return [Parameter(name, value=value) for name, value in params.items()]
 
 
 @contextmanager
@@ -117,6 +144,43 @@ class Probe(Node):
                 time.sleep(0.01)
         raise AssertionError(f'no output on {topics} within {timeout} s '
                              f'(counts: { {t: self.count(t) for t in topics} })')
+
+
+@contextmanager
+def node_with_probe(node: Node, outputs: dict[str, type], name: str = 'probe') -> Iterator[Probe]:
+    """Spin ``node`` with a probe that records its ``outputs`` ({topic: message type})."""
+    probe = Probe(name)
+    for topic, msg_type in outputs.items():
+        probe.listen(topic, msg_type)
+    with spinning(node, probe):
+        yield probe
+
+
+class Rig:
+    """A node under test and its probe. Subclasses define ``send(**kwargs) -> Header``: publish
+    one input set with a fresh stamp (``next_stamp``) and return its header."""
+
+    outputs: dict[str, type] = {}
+
+    def __init__(self, node: Node, probe: Probe) -> None:
+        self.node, self.probe = node, probe
+        self.stamp = time.time_ns()
+
+    def next_stamp(self) -> int:
+        """A stamp (ns) 0.1 s after the previous one."""
+        self.stamp += 100_000_000
+        return self.stamp
+
+    def send(self, **kwargs: Any) -> Header:
+        raise NotImplementedError
+
+    def frame(self, topics: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Send until every topic (default: all outputs) has a message with the sent stamp."""
+        return self.probe.send_until(lambda: self.send(**kwargs), list(topics or self.outputs))
+
+    def set(self, **params: Any) -> list[Any]:
+        """Set parameters of the node; the results."""
+        return self.node.set_parameters(overrides(**params))
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:

@@ -8,9 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-import rclpy
 import yaml
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -20,18 +18,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from depth_ros import msgs
 from depth_ros.nodes.camera_source import CameraSource
 from depth_ros.sources import Calibration, FileSource, SourceError, SyntheticSource
+from ros_harness import context_fixture  # noqa: F401 (the context fixture)
 
 STEREO_TOPICS = ['left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info',
                  'image', 'camera_info']
 TRUTH = ['ground_truth/depth', 'ground_truth/disparity']
-
-
-@pytest.fixture
-def context():
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 def run_source(context, overrides: dict, topics: list[str], frames: int, timeout: float = 20.0):

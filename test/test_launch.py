@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from ros_harness import Probe, as_array, require, spinning, wait_until
+from ros_harness import ros_fixture  # noqa: F401 (the ros fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 FRAME = 'camera_left_optical_frame'
@@ -63,13 +63,6 @@ def install(tmp_path_factory) -> Path:
               'config/stereo.yaml', 'config/mono.yaml'):
         assert (ws / 'install/depth_ros/share/depth_ros' / f).is_file(), f
     return ws / 'install'
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 class Launch:

@@ -2,30 +2,22 @@
 focal scaling of metric depth, camera_info handling, decimation, a missing model, bad input."""
 from __future__ import annotations
 
-import time
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import geometry
 from depth_ros.nodes.diagnostics import ERROR, WARN
 from depth_ros.nodes.mono import MonoDepthNode
-from ros_harness import Probe, as_array, camera_info, header, image, require, spinning, wait_until
+from ros_harness import Rig, as_array, camera_info, header, image, node_with_probe, overrides, require, wait_until
+from ros_harness import ros_fixture  # noqa: F401 (the ros fixture)
 
 W, H, FX = 160, 120, 200.0
 FRAME = 'camera_left_optical_frame'
 OUTPUTS = {'depth/image': Image, 'depth/camera_info': CameraInfo, 'points': PointCloud2}
 IMAGE = (np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.uint8)
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 @pytest.fixture(scope='module')
@@ -36,15 +28,12 @@ def tiny_model(tmp_path_factory):
                                    input_size=(64, 96), card={'f_canonical': 100.0}))
 
 
-class Rig:
-    def __init__(self, node: MonoDepthNode, probe: Probe) -> None:
-        self.node, self.probe = node, probe
-        self.stamp = time.time_ns()
+class MonoRig(Rig):
+    outputs = OUTPUTS
 
     def send(self, info: CameraInfo | None = None, img: Image | None = None):
         """Publish camera_info (if given) then an image with a fresh stamp; returns its header."""
-        self.stamp += 100_000_000
-        hdr = header(self.stamp, FRAME)
+        hdr = header(self.next_stamp(), FRAME)
         if info is not None:
             info.header = hdr
             self.probe.publish('camera_info', info)
@@ -53,27 +42,15 @@ class Rig:
         self.probe.publish('image', msg)
         return hdr
 
-    def frame(self, topics=tuple(OUTPUTS), **kwargs) -> dict:
-        return self.probe.send_until(lambda: self.send(**kwargs), list(topics))
-
 
 @pytest.fixture
 def make_rig(ros):
-    stack = []
+    with ExitStack() as stack:
+        def make(**params):
+            node = MonoDepthNode(parameter_overrides=overrides(**params))
+            return MonoRig(node, stack.enter_context(node_with_probe(node, OUTPUTS, 'mono_probe')))
 
-    def make(**params):
-        node = MonoDepthNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        probe = Probe('mono_probe')
-        for topic, msg_type in OUTPUTS.items():
-            probe.listen(topic, msg_type)
-        ctx = spinning(node, probe)
-        ctx.__enter__()
-        stack.append(ctx)
-        return Rig(node, probe)
-
-    yield make
-    for ctx in stack:
-        ctx.__exit__(None, None, None)
+        yield make
 
 
 def test_outputs_and_focal_scaling(make_rig, tiny_model):
@@ -116,7 +93,7 @@ def test_camera_info_handling_and_decimation(make_rig, tiny_model):
         assert '/camera_info' in problems[cause].message or '/image' in problems[cause].message
         assert rig.probe.count('depth/image') == 0
     full = rig.frame(info=camera_info(W, H, FX, frame_id=FRAME))
-    assert all(r.successful for r in rig.node.set_parameters([Parameter('decimation', value=2)]))
+    assert all(r.successful for r in rig.set(decimation=2))
     out = rig.frame()  # the cached camera_info is used: no new one is sent
     depth, info = as_array(out['depth/image']), out['depth/camera_info']
     assert depth.shape == (H // 2, W // 2) == (info.height, info.width)
@@ -134,9 +111,9 @@ def test_missing_model_keeps_running_until_a_valid_one_is_set(make_rig, tiny_mod
     info = camera_info(W, H, FX, frame_id=FRAME)
     wait_until(lambda: rig.send(info=info) and rig.node.errors.problems['model'].count > 1, period=0.2)
     assert 'no model loaded' in rig.node.errors.problems['model'].message
-    (bad,) = rig.node.set_parameters([Parameter('input_size', value=[10, 10])])
+    (bad,) = rig.set(input_size=[10, 10])
     assert not bad.successful and 'input_size' in bad.reason
-    (ok,) = rig.node.set_parameters([Parameter('model', value=tiny_model)])
+    (ok,) = rig.set(model=tiny_model)
     assert ok.successful, ok.reason
     rig.frame(['depth/image'], info=info)
     assert rig.node.diagnostics.info['model'] == 'tiny_mono'

@@ -8,28 +8,21 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from depth_ros import geometry
 from depth_ros.nodes.stereo import StereoDepthNode
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
-from ros_harness import Probe, as_array, camera_info, header, image, require, spinning, wait_until
+from ros_harness import (Probe, Rig, as_array, camera_info, header, image, node_with_probe, overrides, require,
+                         spinning, wait_until)
+from ros_harness import ros_fixture  # noqa: F401 (the ros fixture)
 
 W, H, FX, B = 640, 480, 500.0, 0.12
 LEFT, RIGHT = 'camera_left_optical_frame', 'camera_right_optical_frame'
 OUTPUTS = {'depth/image': Image, 'depth/camera_info': CameraInfo, 'points': PointCloud2,
            'disparity': DisparityImage}
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 @pytest.fixture(scope='module')
@@ -39,20 +32,22 @@ def scene():
     return render_stereo(random_scene(seed=1), cam)
 
 
-class Rig:
+class StereoRig(Rig):
     """A stereo node and a probe spinning together; ``send`` publishes one input set."""
 
+    outputs = OUTPUTS
+
     def __init__(self, node: StereoDepthNode, probe: Probe, scene: dict) -> None:
-        self.node, self.probe, self.scene = node, probe, scene
-        self.stamp = time.time_ns()
+        super().__init__(node, probe)
+        self.scene = scene
 
     def send(self, *, left=None, right=None, left_info=None, right_info=None, right_offset_ns=0,
              left_encoding='rgb8', small=False):
         """Publish left/right image + info with a fresh stamp (the left header is returned).
         ``small``: the pair decimated to 320x240 (cheaper; for robustness tests)."""
         s = 2 if small else 1
-        self.stamp += 100_000_000
-        hl, hr = header(self.stamp, LEFT), header(self.stamp + right_offset_ns, RIGHT)
+        stamp = self.next_stamp()
+        hl, hr = header(stamp, LEFT), header(stamp + right_offset_ns, RIGHT)
         left = self.scene['left'][::s, ::s] if left is None else left
         right = self.scene['right'][::s, ::s] if right is None else right
         fx = FX / s
@@ -68,24 +63,12 @@ class Rig:
             self.probe.publish(topic, msg)
         return hl
 
-    def frame(self, topics=tuple(OUTPUTS), **kwargs) -> dict:
-        """Send until every topic has an output with the sent stamp."""
-        return self.probe.send_until(lambda: self.send(**kwargs), list(topics))
-
-    def set(self, **params):
-        return self.node.set_parameters([Parameter(k, value=v) for k, v in params.items()])
-
 
 @pytest.fixture
 def rig(ros, scene, request):
-    overrides = getattr(request, 'param', {})
-    node = StereoDepthNode(parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    probe = Probe('stereo_probe')
-    for topic, msg_type in OUTPUTS.items():
-        probe.listen(topic, msg_type)
-    probe.listen('/diagnostics', DiagnosticArray)
-    with spinning(node, probe):
-        yield Rig(node, probe, scene)
+    node = StereoDepthNode(parameter_overrides=overrides(**getattr(request, 'param', {})))
+    with node_with_probe(node, {**OUTPUTS, '/diagnostics': DiagnosticArray}, 'stereo_probe') as probe:
+        yield StereoRig(node, probe, scene)
 
 
 def test_outputs_follow_ros_conventions_and_match_ground_truth(rig, scene):
@@ -185,7 +168,7 @@ def test_lazy_subscribes_inputs_only_for_output_subscribers(ros, scene):
         wait_until(lambda: probe.count_subscribers('right/camera_info') == 1)
         probe.destroy_subscription(sub)
         wait_until(lambda: probe.count_subscribers('right/camera_info') == 0)
-        assert all(r.successful for r in node.set_parameters([Parameter('lazy', value=False)]))
+        assert all(r.successful for r in node.set_parameters(overrides(lazy=False)))
         wait_until(lambda: probe.count_subscribers('left/image_rect') == 1)
         assert node.diagnostics.inputs.count == 0  # nothing was computed without subscribers
 
@@ -271,14 +254,11 @@ def test_unloadable_model_falls_back_to_sgbm(ros, scene, tmp_path):
     card.write_text(json.dumps({'name': 'broken', 'arch': 'anynet', 'kind': 'stereo', 'input': {},
                                 'output': {'quantity': 'disparity'},
                                 'graphs': [{'stages': 1, 'file': 'missing.s1.onnx'}]}))
-    invalid_sgbm = [Parameter('sgbm.P1', value=500.0), Parameter('sgbm.P2', value=100.0)]  # P2 must exceed P1
-    node = StereoDepthNode(parameter_overrides=[Parameter('model', value=str(card))] + invalid_sgbm)
-    probe = Probe('fallback_probe')
-    probe.listen('depth/image', Image)
-    with spinning(node, probe):
+    invalid_sgbm = {'sgbm.P1': 500.0, 'sgbm.P2': 100.0}  # P2 must exceed P1
+    node = StereoDepthNode(parameter_overrides=overrides(model=str(card), **invalid_sgbm))
+    with node_with_probe(node, {'depth/image': Image}, 'fallback_probe') as probe:
         assert node.estimator.name == 'opencv_sgbm' and node.estimator.sgbm_params['P1'] == 0
         status = node.diagnostics.status()
         assert status.level == b'\x02' and 'falling back to opencv_sgbm' in status.message
         assert 'missing.s1.onnx' in status.message and 'sgbm.* parameters are invalid too' in status.message
-        rig = Rig(node, probe, scene)
-        rig.frame(['depth/image'], small=True)
+        StereoRig(node, probe, scene).frame(['depth/image'], small=True)

@@ -10,6 +10,7 @@ from std_msgs.msg import Header
 from depth_ros.nodes import sync
 from depth_ros.nodes.sync import ApproximateTimePolicy, ExactTimePolicy, Synchronizer
 from ros_harness import RELIABLE, Probe, require, spinning, wait_until
+from ros_harness import ros_fixture  # noqa: F401 (the ros fixture)
 
 MS = 1_000_000  # ns
 
@@ -65,13 +66,6 @@ def test_approximate_policy_bounded():
         ApproximateTimePolicy(2, queue_size=0, slop=0.1)
     with pytest.raises(ValueError):
         ApproximateTimePolicy(2, queue_size=2, slop=-1.0)
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 def _info(stamp_ms: int) -> CameraInfo:
