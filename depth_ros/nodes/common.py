@@ -14,6 +14,7 @@ import rclpy
 import rclpy.logging
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -46,22 +47,27 @@ class ParamSpec:
 
 class ParameterSet:
     """Declares a node's parameters (each with a description and a range or choices) and
-    validates run-time changes (``ros2 param set``): integers given for float parameters are
-    accepted, out-of-range values and unknown choices are rejected with a reason, then the
-    node's own ``validate(changes) -> reason | None`` runs and ``apply(changes)`` follows."""
+    validates launch/YAML overrides and run-time changes (``ros2 param set``): integers given
+    for float parameters are accepted at run time, out-of-range values and unknown choices are
+    rejected with a reason, then the node's own ``validate(changes) -> reason | None`` runs and
+    ``apply(changes)`` follows."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
         self.specs: dict[str, ParamSpec] = {}
         self._validate: Callable[[dict[str, Any]], str | None] | None = None
         self._apply: Callable[[dict[str, Any]], None] | None = None
+        # installed first, so a declaration's override is checked before it is stored
+        node.add_on_set_parameters_callback(self._check)
 
     def declare(self, name: str, default: Any, description: str, *,
                 range: tuple[float, float] | None = None, step: float = 0,
                 choices: Sequence[str] | None = None, read_only: bool = False) -> Any:
         """Declare ``name`` and return its value (a launch/YAML override, else ``default``).
-        An invalid override is logged as an error naming the parameter and replaced by the
-        default, so the node still starts. ``read_only`` parameters cannot change at run time."""
+        An invalid override (wrong type, out of range, not a choice) is never stored: it is
+        logged as an error naming the parameter and the parameter is declared with the default,
+        so the node starts and ``ros2 param get`` shows the value it runs with. ``read_only``
+        parameters cannot change at run time."""
         spec = ParamSpec(name, default, range, tuple(choices) if choices is not None else None)
         desc = ParameterDescriptor(description=description, read_only=read_only)
         if range is not None and isinstance(default, bool):
@@ -74,17 +80,12 @@ class ParameterSet:
         if spec.choices is not None:
             desc.additional_constraints = 'one of: ' + ', '.join(spec.choices)
         self.specs[name] = spec
-        try:
-            value = self._node.declare_parameter(name, default, desc).value
-        except Exception as e:  # rclpy's InvalidParameter{Value,Type}Exception
-            self._node.get_logger().error(f'parameter {name}: invalid value given ({e}); using the default {default!r}')
+        try:  # the override passes rclpy's type and range checks, then _check (choices)
+            return self._node.declare_parameter(name, default, desc).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as e:
+            reason = e.args[0] if e.args else str(e)
+            self._node.get_logger().error(f'parameter {name}: {reason}; using the default {default!r}')
             return self._node.declare_parameter(name, default, desc, ignore_override=True).value
-        reason = spec.check(value)
-        if reason is not None:
-            self._node.get_logger().error(f'parameter {reason}; using the default {default!r}')
-            self._node.set_parameters([Parameter(name, value=default)])
-            value = default
-        return value
 
     def get(self, name: str) -> Any:
         """Current value of a declared parameter."""
@@ -95,7 +96,6 @@ class ParameterSet:
         """Install the run-time change callbacks (call after every ``declare``)."""
         self._validate, self._apply = validate, apply
         self._node.add_pre_set_parameters_callback(self._coerce)
-        self._node.add_on_set_parameters_callback(self._check)
         self._node.add_post_set_parameters_callback(self._applied)
 
     def _coerce(self, params: list[Parameter]) -> list[Parameter]:

@@ -1,0 +1,32 @@
+"""Parameters of the nodes: launch/YAML overrides are checked when declared (the value a node
+reports is the value it runs with, read-only or not)."""
+from __future__ import annotations
+
+import pytest
+from rclpy.node import Node
+
+from depth_ros.nodes.common import ParameterSet
+from ros_harness import overrides
+from ros_harness import context_fixture  # noqa: F401 (the context fixture)
+
+
+@pytest.mark.parametrize('read_only', [True, False])
+def test_invalid_overrides_are_declared_with_the_default(context, capfd, read_only):
+    given = {'count': 500, 'mode': 'sometimes', 'scale': 'big', 'good': 7}
+    node = Node('params', context=context, parameter_overrides=overrides(**given))
+    try:
+        p = ParameterSet(node)
+        used = {'count': p.declare('count', 5, 'A count.', range=(1, 100), read_only=read_only),
+                'mode': p.declare('mode', 'a', 'A mode.', choices=('a', 'b'), read_only=read_only),
+                'scale': p.declare('scale', 1.0, 'A scale.', range=(0.1, 2.0), read_only=read_only),
+                'good': p.declare('good', 1, 'A valid override.', range=(0, 10), read_only=read_only)}
+        assert used == {'count': 5, 'mode': 'a', 'scale': 1.0, 'good': 7}
+        assert {name: node.get_parameter(name).value for name in used} == used  # what `ros2 param get` shows
+        assert node.describe_parameter('mode').read_only == read_only
+    finally:
+        node.destroy_node()
+    err = capfd.readouterr().err
+    for words in ('parameter count:', "mode must be one of a, b; got 'sometimes'", 'parameter scale:',
+                  "using the default 'a'"):
+        assert words in err, err
+    assert 'parameter good' not in err
