@@ -2,7 +2,8 @@
 `ros2 launch depth_ros stereo.launch.py demo:=true` and `mono.launch.py demo:=true` as
 subprocesses with the install sourced; outputs are checked from this process over DDS (same ROS
 domain, see conftest.py), then Ctrl-C (SIGINT to the process group, as a terminal sends it) must
-stop every process cleanly."""
+stop every process cleanly. Also checked: input_reliability reaches the node's subscriptions and
+the launch files set FASTDDS_BUILTIN_TRANSPORTS only when the user has not."""
 from __future__ import annotations
 
 import os
@@ -10,10 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
@@ -22,6 +26,7 @@ from ros_harness import ros_fixture  # noqa: F401 (the ros fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 FRAME = 'camera_left_optical_frame'
+TRANSPORTS = 'FASTDDS_BUILTIN_TRANSPORTS'
 CAMERA = """/**/camera_source:
   ros__parameters:
     width: 320
@@ -66,17 +71,33 @@ def install(tmp_path_factory) -> Path:
 
 
 class Launch:
-    """`ros2 launch depth_ros <args>` in its own process group, output in ``log``."""
+    """`ros2 launch depth_ros <args>` in its own process group, output in ``log``; ``env``: extra
+    environment variables (FASTDDS_BUILTIN_TRANSPORTS is unset unless given here)."""
 
-    def __init__(self, install: Path, args: str, log: Path) -> None:
+    def __init__(self, install: Path, args: str, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
+        self.final_log = ''  # the output once interrupted
         command = f'source {install}/setup.bash && exec ros2 launch depth_ros {args}'
+        environment = {k: v for k, v in _env().items() if k != TRANSPORTS} | (env or {})
         with open(log, 'w') as out:
             self.proc = subprocess.Popen(['bash', '-c', command], stdout=out, stderr=subprocess.STDOUT,
-                                         env=_env(), start_new_session=True)
+                                         env=environment, start_new_session=True)
 
     def output(self) -> str:
         return self.log.read_text()
+
+    def environ(self, executable: str) -> dict[str, str]:
+        """Environment of the launched process started from ``executable`` (Linux /proc)."""
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                session = int(Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[3])
+                command = Path(f'/proc/{pid}/cmdline').read_bytes().split(b'\0')
+                if session == self.proc.pid and any(c.endswith(b'/' + executable.encode()) for c in command):
+                    variables = Path(f'/proc/{pid}/environ').read_text().split('\0')
+                    return dict(v.split('=', 1) for v in variables if '=' in v)
+            except (OSError, ValueError, IndexError):  # the process ended meanwhile
+                continue
+        raise AssertionError(f'no process started from {executable} in the launch')
 
     def interrupt(self, timeout: float = 30.0) -> str:
         """Ctrl-C as a terminal sends it (every process of the group); all must exit cleanly."""
@@ -93,6 +114,23 @@ class Launch:
         return out
 
 
+@contextmanager
+def launched(install: Path, args: str, log: Path, topics: dict[str, type],
+             env: dict[str, str] | None = None) -> Iterator[tuple[Launch, Probe, dict[str, Any]]]:
+    """Run ``ros2 launch depth_ros <args>`` with a probe on ``topics``; yields (the launch, the
+    probe, the first messages with one stamp on every topic), then Ctrl-C: the log is
+    ``launch.final_log``."""
+    launch = Launch(install, args, log, env)
+    probe = Probe(f'launch_probe_{log.stem}')
+    for topic, msg_type in topics.items():
+        probe.listen(topic, msg_type)
+    try:
+        with spinning(probe):
+            yield launch, probe, _outputs(probe, list(topics)) if topics else {}
+    finally:
+        launch.final_log = launch.interrupt()
+
+
 def _outputs(probe: Probe, topics: list[str], timeout: float = 60.0) -> dict:
     """The first set of messages with one stamp on every topic."""
     def match():
@@ -104,21 +142,23 @@ def _outputs(probe: Probe, topics: list[str], timeout: float = 60.0) -> dict:
     return wait_until(match, timeout=timeout, period=0.2)
 
 
+def _reliability(probe: Probe, topic: str, node: str) -> ReliabilityPolicy:
+    """Reliability of ``node``'s subscription to ``topic``."""
+    return wait_until(lambda: next((i.qos_profile.reliability for i in probe.get_subscriptions_info_by_topic(topic)
+                                    if i.node_name == node), None))
+
+
 def test_stereo_launch_with_demo_camera(install, ros, tmp_path):
     camera = tmp_path / 'camera.yaml'
     camera.write_text(CAMERA)
-    launch = Launch(install, f'stereo.launch.py demo:=true namespace:=cam decimation:=2 '
-                    f'camera_params_file:={camera}', tmp_path / 'stereo.log')
-    probe = Probe('launch_probe')
     topics = {'/cam/depth/image': Image, '/cam/depth/camera_info': CameraInfo, '/cam/points': PointCloud2,
               '/cam/disparity': DisparityImage, '/cam/ground_truth/depth': Image}
-    for topic, msg_type in topics.items():
-        probe.listen(topic, msg_type)
-    try:
-        with spinning(probe):
-            out = _outputs(probe, list(topics))
-    finally:
-        log = launch.interrupt()
+    with launched(install, f'stereo.launch.py demo:=true namespace:=cam decimation:=2 input_reliability:=reliable '
+                  f'camera_params_file:={camera}', tmp_path / 'stereo.log', topics) as (launch, probe, out):
+        assert _reliability(probe, '/cam/left/image_rect', 'stereo_depth_node') == ReliabilityPolicy.RELIABLE
+        for executable in ('stereo_depth_node', 'camera_source'):  # set by the launch file when unset
+            assert launch.environ(executable)[TRANSPORTS] == 'DEFAULT?sockets_size=4MB'
+    log = launch.final_log
     assert 'model opencv_sgbm (opencv) loaded' in log
     depth_msg, info, cloud = out['/cam/depth/image'], out['/cam/depth/camera_info'], out['/cam/points']
     assert all(m.header.frame_id == FRAME for m in out.values())
@@ -138,30 +178,20 @@ def test_mono_launch_with_demo_camera_and_remaps(install, ros, tmp_path):
     camera = tmp_path / 'camera.yaml'
     camera.write_text(CAMERA)
     rviz = not _installed('rviz2')  # rviz:=true must then say so and go on (with rviz2 it needs a display)
-    launch = Launch(install, f'mono.launch.py demo:=true model:={card} camera_params_file:={camera} '
-                    f'image:=left/image_rect camera_info:=left/camera_info rviz:={str(rviz).lower()}',
-                    tmp_path / 'mono.log')
-    probe = Probe('launch_probe_mono')
     topics = {'/depth/image': Image, '/depth/camera_info': CameraInfo, '/points': PointCloud2}
-    for topic, msg_type in topics.items():
-        probe.listen(topic, msg_type)
-    try:
-        with spinning(probe):
-            out = _outputs(probe, list(topics))
-    finally:
-        log = launch.interrupt()
+    with launched(install, f'mono.launch.py demo:=true model:={card} camera_params_file:={camera} '
+                  f'image:=left/image_rect camera_info:=left/camera_info rviz:={str(rviz).lower()}',
+                  tmp_path / 'mono.log', topics, env={TRANSPORTS: 'UDPv4'}) as (launch, probe, out):
+        assert _reliability(probe, '/left/image_rect', 'mono_depth_node') == ReliabilityPolicy.BEST_EFFORT
+        assert launch.environ('mono_depth_node')[TRANSPORTS] == 'UDPv4'  # the user's setting is kept
+    log = launch.final_log
     assert 'UNTRAINED' in log and ('rviz2 is not installed' in log) == rviz
     assert all(m.header.frame_id == FRAME for m in out.values())
     assert (out['/depth/image'].width, out['/depth/camera_info'].width, out['/points'].width) == (320, 320, 320)
 
 
 def test_rtabmap_launch_runs_the_pipeline_and_says_what_to_install(install, ros, tmp_path):
-    launch = Launch(install, 'rtabmap.launch.py namespace:=slam', tmp_path / 'rtabmap.log')
-    probe = Probe('launch_probe_rtabmap')
-    try:
-        with spinning(probe):
-            wait_until(lambda: ('stereo_depth_node', '/slam') in probe.get_node_names_and_namespaces(), timeout=30)
-            if not (_installed('rtabmap_odom') and _installed('rtabmap_slam')):
-                wait_until(lambda: 'rtabmap_ros is not installed' in launch.output(), timeout=10)
-    finally:
-        launch.interrupt()
+    with launched(install, 'rtabmap.launch.py namespace:=slam', tmp_path / 'rtabmap.log', {}) as (launch, probe, _):
+        wait_until(lambda: ('stereo_depth_node', '/slam') in probe.get_node_names_and_namespaces(), timeout=30)
+        if not (_installed('rtabmap_odom') and _installed('rtabmap_slam')):
+            wait_until(lambda: 'rtabmap_ros is not installed' in launch.output(), timeout=10)

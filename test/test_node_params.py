@@ -1,13 +1,17 @@
 """Parameters of the nodes: launch/YAML overrides are checked when declared (the value a node
-reports is the value it runs with, read-only or not)."""
+reports is the value it runs with, read-only or not), and ``input_reliability`` sets the QoS of
+the depth nodes' input subscriptions."""
 from __future__ import annotations
 
 import pytest
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 
 from depth_ros.nodes.common import ParameterSet
-from ros_harness import overrides
-from ros_harness import context_fixture  # noqa: F401 (the context fixture)
+from depth_ros.nodes.mono import MonoDepthNode
+from depth_ros.nodes.stereo import StereoDepthNode
+from ros_harness import overrides, spinning, wait_until
+from ros_harness import context_fixture, ros_fixture  # noqa: F401 (the context and ros fixtures)
 
 
 @pytest.mark.parametrize('read_only', [True, False])
@@ -30,3 +34,16 @@ def test_invalid_overrides_are_declared_with_the_default(context, capfd, read_on
                   "using the default 'a'"):
         assert words in err, err
     assert 'parameter good' not in err
+
+
+@pytest.mark.parametrize('node_type, topics, params', [
+    (StereoDepthNode, ['/left/image_rect', '/left/camera_info', '/right/image_rect', '/right/camera_info'], {}),
+    (MonoDepthNode, ['/image', '/camera_info'], {'model': 'no_such_model'})])  # runs without a model
+def test_input_reliability_sets_the_input_subscriptions_qos(ros, node_type, topics, params):
+    for value, policy in (('best_effort', ReliabilityPolicy.BEST_EFFORT), ('reliable', ReliabilityPolicy.RELIABLE)):
+        node = node_type(parameter_overrides=overrides(lazy=False, input_reliability=value, **params))
+        with spinning(node):
+            assert node.describe_parameter('input_reliability').read_only
+            for topic in topics:
+                (info,) = wait_until(lambda: node.get_subscriptions_info_by_topic(topic))  # noqa: B023
+                assert info.qos_profile.reliability == policy, (topic, value)

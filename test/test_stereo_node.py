@@ -142,6 +142,7 @@ def test_runtime_parameter_changes_take_effect(rig, scene):
         'model': 'no_such_model',
         'depth_format': 'jpeg',
         'qos_depth': 5,  # read-only
+        'input_reliability': 'reliable',  # read-only
     }
     for name, value in rejected.items():
         (result,) = rig.set(**{name: value})

@@ -1,10 +1,10 @@
 """``DepthNode``: what the stereo and mono depth nodes share.
 
-Parameters (model, backend, providers, threads, outputs, lazy, QoS) with run-time validation,
-estimator loading (a failure is logged, shown in /diagnostics and handed to the subclass, which
-may fall back), lazy input subscription, the newest-only worker thread that runs the estimator
-and publishes, throttled problem reports and the node-overhead timer (everything except the
-estimator call, reported in /diagnostics)."""
+Parameters (model, backend, providers, threads, outputs, lazy, output and input QoS) with
+run-time validation, estimator loading (a failure is logged, shown in /diagnostics and handed to
+the subclass, which may fall back), lazy input subscription, the newest-only worker thread that
+runs the estimator and publishes, throttled problem reports and the node-overhead timer
+(everything except the estimator call, reported in /diagnostics)."""
 from __future__ import annotations
 
 import threading
@@ -17,7 +17,8 @@ from rclpy.node import Node
 
 from ..inference import EstimatorError
 from ..model_card import ModelCardError
-from .common import LazySubscriptions, NewestOnlyWorker, ParameterSet, declare_qos, forward_python_logging
+from .common import (LazySubscriptions, NewestOnlyWorker, ParameterSet, declare_input_qos, declare_qos,
+                     forward_python_logging)
 from .diagnostics import ERROR, WARN, Diagnostics, ErrorReporter
 from .outputs import DepthOutputs
 
@@ -68,6 +69,7 @@ class DepthNode(Node):
             'lazy', True, 'Subscribe to the inputs and compute only while some output has a subscriber '
             '(checked every 0.5 s); false: always.')
         qos = declare_qos(self.params)
+        self.input_qos = declare_input_qos(self.params)
         self.outputs = DepthOutputs(self, qos, self.errors, self.settings)
         self.extra_publishers(qos)
         self.diagnostics = Diagnostics(self, self.errors, 'depth')

@@ -1,5 +1,5 @@
 """Helpers shared by the depth_ros nodes: parameter declaration with descriptions and ranges,
-publisher QoS, lazy input subscriptions, a newest-only worker thread, Python log forwarding and
+publisher and input QoS, lazy input subscriptions, a newest-only worker thread, Python log forwarding and
 the ``main()`` every node uses (clean shutdown on Ctrl-C). Problem reporting and /diagnostics
 live in diagnostics.py and are re-exported here."""
 from __future__ import annotations
@@ -21,9 +21,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from .diagnostics import ERROR, OK, WARN, Diagnostics, ErrorReporter, Problem, RateMeter  # noqa: F401 (re-exported)
 
-# Input subscriptions use the sensor-data profile (REP 2003: best effort, keep last 5); it also
-# receives from reliable publishers.
-SENSOR_QOS = qos_profile_sensor_data
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 
 
@@ -131,6 +128,20 @@ def declare_qos(params: ParameterSet) -> QoSProfile:
     depth = params.declare('qos_depth', 2, 'Publisher history depth (messages kept for slow subscribers).',
                            range=(1, 100), read_only=True)
     return QoSProfile(depth=depth, reliability=RELIABILITY[reliability])
+
+
+def declare_input_qos(params: ParameterSet) -> QoSProfile:
+    """Declare ``input_reliability`` (read-only) and return the input subscriptions' profile:
+    the sensor-data profile of REP 2003 (keep last 5, volatile) with that reliability."""
+    reliability = params.declare(
+        'input_reliability', 'best_effort', "Reliability of the input subscriptions. 'best_effort' (REP 2003 "
+        'sensor data; matches best-effort and reliable publishers, but a lost fragment loses the whole '
+        'image: with default Fast DDS settings most 640x480 images from another process are lost) or '
+        "'reliable' (lost fragments are resent, every image arrives; but a reliable subscription does not "
+        'match best-effort publishers, and many camera drivers publish best effort: then nothing arrives '
+        'and ROS logs an incompatible-QoS warning).', choices=tuple(RELIABILITY), read_only=True)
+    return QoSProfile(depth=qos_profile_sensor_data.depth, history=qos_profile_sensor_data.history,
+                      durability=qos_profile_sensor_data.durability, reliability=RELIABILITY[reliability])
 
 
 class LazySubscriptions:

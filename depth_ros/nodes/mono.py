@@ -1,9 +1,10 @@
 """mono_depth_node: metric depth and a point cloud from one camera with a monocular network.
 
-Subscribes (SensorDataQoS) ``image`` and ``camera_info`` (the latest one is cached; it need not
-be synchronized with the image, but must describe an image of the same size with valid
-intrinsics: the network's depth is metric only with the camera's focal length, so frames are
-skipped, with a clear report, until a valid camera_info has arrived).
+Subscribes (sensor-data QoS, reliability by ``input_reliability``) ``image`` and
+``camera_info`` (the latest one is cached; it need not be synchronized with the image, but must
+describe an image of the same size with valid intrinsics: the network's depth is metric only
+with the camera's focal length, so frames are skipped, with a clear report, until a valid
+camera_info has arrived).
 
 Publishes with the image's header: ``depth/image`` (32FC1 metres, NaN invalid, or 16UC1 mm),
 ``depth/camera_info`` (always the depth image's size), ``points`` (organized PointCloud2 in the
@@ -21,7 +22,7 @@ from .. import msgs
 from ..inference import DepthEstimator
 from ..model_card import ModelCardError
 from .base import DepthNode, FrameError
-from .common import SENSOR_QOS, run_node
+from .common import run_node
 from .diagnostics import ERROR
 
 DEFAULT_MODEL = 'fastdepth'  # the shipped student (models/fastdepth.json) once trained weights exist
@@ -65,8 +66,8 @@ class MonoDepthNode(DepthNode):
 
     # --- inputs ----------------------------------------------------------------------------
     def subscribe(self) -> None:
-        self._inputs = [self.create_subscription(CameraInfo, 'camera_info', self._on_info, SENSOR_QOS),
-                                self.create_subscription(Image, 'image', self.on_input, SENSOR_QOS)]
+        self._inputs = [self.create_subscription(CameraInfo, 'camera_info', self._on_info, self.input_qos),
+                        self.create_subscription(Image, 'image', self.on_input, self.input_qos)]
 
     def unsubscribe(self) -> None:
         for s in self._inputs:

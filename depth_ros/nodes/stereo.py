@@ -1,8 +1,9 @@
 """stereo_depth_node: disparity, depth and a point cloud from a rectified stereo pair.
 
-Subscribes (SensorDataQoS, synchronized exactly, or within ``slop`` s with
-``approximate_sync``): ``left/image_rect``, ``left/camera_info``, ``right/image_rect``,
-``right/camera_info`` (the right P[3] = -fx * B gives the baseline).
+Subscribes (sensor-data QoS, best effort or reliable by ``input_reliability``; synchronized
+exactly, or within ``slop`` s with ``approximate_sync``): ``left/image_rect``,
+``left/camera_info``, ``right/image_rect``, ``right/camera_info`` (the right P[3] = -fx * B
+gives the baseline).
 
 Publishes, every message with the left image's header (stamp and frame_id):
 
@@ -32,7 +33,7 @@ from stereo_msgs.msg import DisparityImage
 from .. import geometry, msgs
 from ..inference import StereoEstimator
 from .base import DepthNode, FrameError
-from .common import SENSOR_QOS, run_node
+from .common import run_node
 from .diagnostics import ERROR
 from .sync import Synchronizer
 
@@ -134,7 +135,7 @@ class StereoDepthNode(DepthNode):
     # --- inputs ----------------------------------------------------------------------------
     def subscribe(self) -> None:
         self._sync = Synchronizer(
-            self, INPUTS, self.on_input, qos=SENSOR_QOS, queue_size=self.params.get('queue_size'),
+            self, INPUTS, self.on_input, qos=self.input_qos, queue_size=self.params.get('queue_size'),
             approximate=self.params.get('approximate_sync'), slop=self.params.get('slop'),
             on_unsynchronized=lambda message: self.errors.report('sync', message))
 
