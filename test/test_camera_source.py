@@ -302,11 +302,13 @@ def test_executable_exits_with_a_clear_message(tmp_path):
     assert 'Traceback' not in r.stderr
 
 
-def test_config_yaml_lists_every_parameter_with_its_default(context):
+def test_config_yaml_lists_every_parameter_with_its_default_and_matches_in_a_namespace(context, tmp_path):
     from pathlib import Path
 
     path = Path(__file__).parent.parent / 'config' / 'camera_source.yaml'
-    values = yaml.safe_load(path.read_text())['camera_source']['ros__parameters']
+    config = yaml.safe_load(path.read_text())
+    (key,) = config
+    values = config[key]['ros__parameters']
     small = ['-p', 'width:=48', '-p', 'height:=32', '-p', 'frames:=1']
     for cli in (['--ros-args', *small], ['--ros-args', '--params-file', str(path), *small]):
         node = CameraSource(context=context, cli_args=cli)
@@ -318,6 +320,16 @@ def test_config_yaml_lists_every_parameter_with_its_default(context):
                     assert node.get_parameter(name).value == value, name
         finally:
             node.destroy_node()
+    # the key also matches the node in a namespace (ros2 launch ... namespace:=cam): a changed copy is used
+    changed = tmp_path / 'camera_source.yaml'
+    changed.write_text(yaml.safe_dump({key: {'ros__parameters': {**values, 'rate': 7.0, 'seed': 5}}}))
+    node = CameraSource(context=context, cli_args=['--ros-args', '-r', '__ns:=/cam', '--params-file', str(changed),
+                                                   *small])
+    try:
+        assert node.get_fully_qualified_name() == '/cam/camera_source'
+        assert (node.get_parameter('rate').value, node.get_parameter('seed').value) == (7.0, 5)
+    finally:
+        node.destroy_node()
 
 
 def test_static_tf_when_tf2_ros_exists_and_diagnostics(context, monkeypatch):
