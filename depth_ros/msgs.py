@@ -168,17 +168,23 @@ def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
     return msg
 
 
-def disparity_image(disparity: np.ndarray, header: Header, f: float, t: float,
-                    min_disparity: float, max_disparity: float, delta_d: float = 0.0) -> DisparityImage:
-    """stereo_msgs/DisparityImage (32FC1 image; invalid pixels are NaN, as the node documents;
-    ``valid_window`` is the bounding box of finite disparities)."""
+def disparity_image(disparity: np.ndarray, header: Header, f: float, t: float, min_disparity: float,
+                    max_disparity: float, delta_d: float = 0.0, invalid: float | None = None) -> DisparityImage:
+    """stereo_msgs/DisparityImage from (H, W) disparity in px (non-finite = invalid): a 32FC1
+    image, ``valid_window`` the bounding box of the finite disparities. ``invalid``: the value
+    written for non-finite disparities (e.g. ``min_disparity - 1``: the message defines values
+    below min_disparity as invalid, which stereo_image_proc's consumers read); None keeps NaN."""
+    disparity = np.asarray(disparity, np.float32)
+    finite = np.isfinite(disparity)
     msg = DisparityImage()
     msg.header = header
-    msg.image = array_to_image(np.asarray(disparity, np.float32), '32FC1', header)
+    msg.image = array_to_image(disparity, '32FC1', header)
+    if invalid is not None:  # written in the message's own bytes (no extra full-size copy)
+        data = np.frombuffer(msg.image.data, np.float32).reshape(disparity.shape)
+        np.copyto(data, np.float32(invalid), where=~finite)
     msg.f, msg.t = float(f), float(t)
     msg.min_disparity, msg.max_disparity = float(min_disparity), float(max_disparity)
     msg.delta_d = float(delta_d)
-    finite = np.isfinite(disparity)
     rows, cols = np.flatnonzero(finite.any(axis=1)), np.flatnonzero(finite.any(axis=0))
     if rows.size:
         msg.valid_window.y_offset, msg.valid_window.x_offset = int(rows[0]), int(cols[0])

@@ -114,10 +114,16 @@ def test_camera_matrix_validation():
         msgs.check_info_matches(camera_info(), 320, 240)
 
 
-def test_disparity_image_fields():
+def test_disparity_image_fields_and_invalid_marking():
     d = np.full((6, 8), np.nan, np.float32)
     d[2:5, 1:7] = 10.0
+    d[3, 3] = np.inf
     msg = msgs.disparity_image(d, Header(frame_id='l'), f=500.0, t=0.1, min_disparity=0.0, max_disparity=192.0)
     assert msg.image.encoding == '32FC1' and msg.f == 500.0 and msg.t == pytest.approx(0.1)
     vw = msg.valid_window
     assert (vw.x_offset, vw.y_offset, vw.width, vw.height) == (1, 2, 6, 3)
+    np.testing.assert_array_equal(msgs.image_to_array(msg.image), d)  # invalid stays NaN by default
+    marked = msgs.disparity_image(d, Header(), 500.0, 0.1, 4.0, 192.0, invalid=3.0)
+    values = msgs.image_to_array(marked.image)
+    np.testing.assert_array_equal(values, np.where(np.isfinite(d), d, 3.0))  # NaN and inf -> invalid
+    assert marked.valid_window == msg.valid_window and np.isnan(d[0, 0])  # the input is not modified

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from stereo_msgs.msg import DisparityImage
 
@@ -59,16 +58,6 @@ SGBM_PARAMS: dict[str, tuple[str, tuple[float, float] | None]] = {
 }
 SGBM_MODES = ('sgbm_3way', 'sgbm', 'hh', 'hh4')
 FRACTIONAL = ('uniqueness_ratio', 'P1', 'P2')
-
-
-def _disparity_message(disparity: np.ndarray, header: Any, f: float, baseline: float,
-                       est: StereoEstimator) -> DisparityImage:
-    """DisparityImage with invalid pixels marked min_disparity - 1 (see the module docstring)."""
-    low = est.min_disparity
-    msg = msgs.disparity_image(disparity, header, f, baseline, low, est.max_disparity, est.delta_d)
-    data = np.frombuffer(msg.image.data, np.float32).reshape(disparity.shape)  # the message's own bytes
-    np.fmax(disparity, np.float32(low - 1.0), out=data)  # NaN -> low - 1; valid values are >= low
-    return msg
 
 
 class StereoDepthNode(DepthNode):
@@ -165,7 +154,9 @@ class StereoDepthNode(DepthNode):
         disparity = self.estimate(rgb, rgb_right)
         sent = 0
         if self.outputs.wanted(self.disparity_pub, self.lazy.lazy):
-            msg = _disparity_message(disparity, left.header, k[0, 0], baseline, self.estimator)
+            est = self.estimator
+            msg = msgs.disparity_image(disparity, left.header, k[0, 0], baseline, est.min_disparity,
+                                       est.max_disparity, est.delta_d, invalid=est.min_disparity - 1.0)
             sent += self.outputs.publish_message(self.disparity_pub, msg)
         depth = self.outputs.depth_from_disparity(disparity, k[0, 0], baseline)
         return sent + self.outputs.publish(depth, rgb, left_info, k, left.header, self.lazy.lazy)
