@@ -1,4 +1,4 @@
-"""Depth geometry in plain numpy (no ROS, no torch): disparity <-> depth, camera intrinsics
+"""Depth geometry in numpy and OpenCV (no ROS, no torch): disparity <-> depth, camera intrinsics
 under resizing, back-projection to organized point clouds, colour packing.
 
 Conventions (ROS REP 103 / REP 118, sensor_msgs/CameraInfo):
@@ -10,8 +10,10 @@ Conventions (ROS REP 103 / REP 118, sensor_msgs/CameraInfo):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from typing import Sequence
 
+import cv2
 import numpy as np
 
 
@@ -111,35 +113,43 @@ def clip_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np.
     return d
 
 
-@dataclass
 class Backprojector:
-    """Back-projects depth maps of one camera into organized xyz clouds, reusing the ray grid
-    and the output buffer between calls (about 1 ms for 640x480)."""
-    k: np.ndarray
-    width: int
-    height: int
+    """Back-projects depth maps of one camera (3x3 ``k``, ``width`` x ``height`` px) into
+    organized clouds, reusing the ray planes and scratch planes between calls: x and y are
+    computed into contiguous planes and OpenCV interleaves x, y, z (and extra channels) into
+    the output (about 0.25 ms for 640x480 xyz). Not thread-safe (one per thread)."""
 
-    def __post_init__(self) -> None:
-        self.k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
-        self._rays = ray_grid(self.k, self.width, self.height)
+    def __init__(self, k: np.ndarray, width: int, height: int) -> None:
+        self.k = np.asarray(k, dtype=np.float64).reshape(3, 3).copy()
+        self.width, self.height = int(width), int(height)
+        rays = ray_grid(self.k, self.width, self.height)
+        self._rx, self._ry = np.ascontiguousarray(rays[..., 0]), np.ascontiguousarray(rays[..., 1])
+        self._x, self._y = np.empty_like(self._rx), np.empty_like(self._ry)
 
     def matches(self, k: np.ndarray, width: int, height: int) -> bool:
         """True if this back-projector was built for these intrinsics and size."""
         return (width, height) == (self.width, self.height) and np.array_equal(
             np.asarray(k, dtype=np.float64).reshape(3, 3), self.k)
 
-    def __call__(self, depth: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """(H, W) depth in m (NaN invalid) -> (H, W, 3) float32 xyz in the optical frame; NaN
-        where depth is NaN. ``out`` may be a preallocated (H, W, 3) float32 array (or a view)."""
-        if depth.shape != (self.height, self.width):
-            raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the camera is '
-                             f'{self.width}x{self.height}')
+    def __call__(self, depth: np.ndarray, out: np.ndarray | None = None,
+                 extra: Sequence[np.ndarray] = ()) -> np.ndarray:
+        """(H, W) depth in m (NaN invalid) -> (H, W, 3) float32 xyz in the optical frame, NaN
+        where depth is NaN, followed by the ``extra`` (H, W) float32 planes as channels (e.g.
+        ``pack_rgb``'s colour: (H, W, 4) xyz + rgb). ``out``: a preallocated C-contiguous
+        float32 array of that shape to write into (returned)."""
+        shape = (self.height, self.width, 3 + len(extra))
+        if depth.shape != shape[:2] or any(e.shape != shape[:2] for e in extra):
+            raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} (extra planes '
+                             f'{[e.shape for e in extra]}) but the camera is {self.width}x{self.height}')
         if out is None:
-            out = np.empty((self.height, self.width, 3), np.float32)
-        np.multiply(depth, self._rays[..., 0], out=out[..., 0])
-        np.multiply(depth, self._rays[..., 1], out=out[..., 1])
-        out[..., 2] = depth
-        return out
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f'out must be a C-contiguous float32 array of shape {shape}, '
+                             f'got {out.dtype} {out.shape}')
+        depth = np.ascontiguousarray(depth, np.float32)
+        np.multiply(depth, self._rx, out=self._x)
+        np.multiply(depth, self._ry, out=self._y)
+        return cv2.merge([self._x, self._y, depth, *(np.ascontiguousarray(e, np.float32) for e in extra)], dst=out)
 
 
 def backproject(depth: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -157,12 +167,19 @@ def project(points: np.ndarray, k: np.ndarray) -> np.ndarray:
                      k[1, 1] * uv[..., 1] + k[1, 2]], axis=-1)
 
 
-def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float32 whose bits are 0x00RRGGBB (the PCL/RViz 'rgb' field)."""
+def pack_rgb(rgb: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 whose bits are 0x00RRGGBB (the PCL/RViz 'rgb' field).
+    ``scratch``: an optional (H, W, 4) uint8 C-contiguous buffer reused between calls; the
+    result is then a view on it (valid until the next call)."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f'expected (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}')
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    if sys.byteorder != 'little':
+        packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+        return packed.view(np.float32)
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA, dst=scratch)  # bytes B G R A
+    packed = bgra.view(np.uint32)[..., 0]  # little-endian: 0xAARRGGBB
+    np.bitwise_and(packed, np.uint32(0x00FFFFFF), out=packed)
     return packed.view(np.float32)
 
 

@@ -44,6 +44,22 @@ def test_invalid_depth_gives_nan_points_and_backprojector_reuses_buffer():
     assert bp.matches(K, W, H) and not bp.matches(K, W // 2, H)
     with pytest.raises(ValueError, match='640x480'):
         bp(np.ones((10, 10), np.float32))
+    with pytest.raises(ValueError, match='C-contiguous float32'):  # OpenCV would write elsewhere
+        bp(depth, out=np.zeros((H, W, 4), np.float32)[..., :3])
+
+
+def test_backprojector_appends_extra_channels_such_as_packed_colour():
+    depth = (1.0 / plane_inverse_depth(K, W, H, NORMAL, 3.0)).astype(np.float32)
+    depth[5, 7] = np.nan
+    rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3)).astype(np.uint8)
+    scratch = np.empty((H, W, 4), np.uint8)
+    colour = g.pack_rgb(rgb, scratch)
+    assert np.shares_memory(colour, scratch)  # the scratch buffer is reused
+    out = np.empty((H, W, 4), np.float32)
+    assert g.Backprojector(K, W, H)(depth, out, [colour]) is out
+    np.testing.assert_array_equal(out[..., :3], g.backproject(depth, K))
+    np.testing.assert_array_equal(out[..., 3].view(np.uint32), g.pack_rgb(rgb).view(np.uint32))
+    assert np.isnan(out[5, 7, :3]).all() and not np.isnan(out[5, 7, 3])
 
 
 def test_disparity_depth_round_trip_and_invalid():
@@ -104,6 +120,7 @@ def test_pack_rgb_bits():
     rgb = np.array([[[255, 0, 0], [1, 2, 3]]], np.uint8)
     packed = g.pack_rgb(rgb).view(np.uint32)
     assert packed[0, 0] == 0xFF0000 and packed[0, 1] == 0x010203
+    assert g.pack_rgb(rgb[:, ::-1]).view(np.uint32)[0, 0] == 0x010203  # a strided view
     with pytest.raises(ValueError):
         g.pack_rgb(np.zeros((2, 2), np.uint8))
 

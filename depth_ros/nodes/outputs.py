@@ -1,16 +1,15 @@
 """The outputs both depth nodes publish: ``depth/image`` (REP 118: 32FC1 metres with NaN invalid,
 or 16UC1 millimetres with 0 invalid), ``depth/camera_info`` (always the depth image's size) and
 ``points`` (organized PointCloud2, xyz or xyz + rgb, NaN invalid), all with the input image's
-header. Buffers and the back-projection rays are reused between frames."""
+header. Buffers and the back-projection rays (``geometry.Backprojector``) are reused between
+frames."""
 from __future__ import annotations
 
 import array
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -45,43 +44,24 @@ def decimated_camera_info(info: CameraInfo, factor: int, width: int, height: int
 
 
 class CloudFiller:
-    """Fills organized clouds ((H, W, 3) xyz or (H, W, 4) xyz + packed rgb, float32) from depth,
-    reusing the ray grid (rebuilt when K or the size change) and the buffers: about 0.5 ms at
-    640x480 with colour, as OpenCV interleaves the planes."""
+    """Fills organized clouds ((H, W, 3) xyz or (H, W, 4) xyz + packed rgb, float32) from depth
+    with a ``geometry.Backprojector`` (rebuilt when K or the size change) and a kept colour
+    scratch buffer: about 0.5 ms at 640x480 with colour."""
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-
-    def _prepare(self, k: np.ndarray, width: int, height: int) -> None:
-        key = (width, height, *np.asarray(k, np.float64).ravel().tolist())
-        if key == self._key:
-            return
-        rays = geometry.ray_grid(k, width, height)
-        self._rx, self._ry = np.ascontiguousarray(rays[..., 0]), np.ascontiguousarray(rays[..., 1])
-        self._x, self._y = np.empty((height, width), np.float32), np.empty((height, width), np.float32)
-        self._bgra = np.empty((height, width, 4), np.uint8)
-        self._key = key
-
-    def _pack_rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) float32 with bits 0x00RRGGBB, as ``geometry.pack_rgb``."""
-        if sys.byteorder != 'little':
-            return geometry.pack_rgb(rgb)
-        cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA, dst=self._bgra)  # bytes B G R A
-        packed = self._bgra.view(np.uint32)[..., 0]  # little-endian: 0xAARRGGBB
-        np.bitwise_and(packed, np.uint32(0x00FFFFFF), out=packed)
-        return packed.view(np.float32)
+        self._backproject: geometry.Backprojector | None = None
+        self._bgra: np.ndarray | None = None
 
     def fill(self, depth: np.ndarray, rgb: np.ndarray | None, k: np.ndarray, out: np.ndarray) -> np.ndarray:
         """(H, W) depth (m, NaN invalid) with intrinsics ``k`` -> organized cloud in the optical
         frame written into ``out`` ((H, W, 3|4) float32, C-contiguous): xyz (NaN where depth is
         NaN), + packed colour of ``rgb`` (H, W, 3 uint8) if given."""
         h, w = depth.shape
-        self._prepare(k, w, h)
-        depth = np.ascontiguousarray(depth, np.float32)
-        np.multiply(depth, self._rx, out=self._x)
-        np.multiply(depth, self._ry, out=self._y)
-        planes = [self._x, self._y, depth] + ([self._pack_rgb(rgb)] if rgb is not None else [])
-        return cv2.merge(planes, dst=out)
+        if self._backproject is None or not self._backproject.matches(k, w, h):
+            self._backproject = geometry.Backprojector(k, w, h)
+            self._bgra = np.empty((h, w, 4), np.uint8)
+        extra = [] if rgb is None else [geometry.pack_rgb(rgb, self._bgra)]
+        return self._backproject(depth, out, extra)
 
 
 class CloudBuffer:
