@@ -43,9 +43,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import msgs
-from depth_ros.demo import stop_executor
-from depth_ros.model_card import ModelCardError, load_card, model_dirs
+from depth_ros.demo import shipped_models, stamp_of, stamp_seconds, stop_executor
+from depth_ros.model_card import load_card
 from depth_ros.nodes.camera_source import CameraSource
+from depth_ros.nodes.diagnostics import status_values
 
 WARMUP = 5
 INPUTS = {'stereo': ['left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info'],
@@ -73,7 +74,7 @@ class Echo(Node):
     def on_input(self, topic: str, msg: Any) -> None:
         if topic not in self.images:
             return
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        stamp = stamp_of(msg)
         entry = self.pending[stamp]
         entry[topic] = msg
         if len(entry) < len(self.images):
@@ -113,11 +114,10 @@ class Recorder(Node):
 
     def on_output(self, kind: str, msg: Any) -> None:
         now = self.get_clock().now().nanoseconds * 1e-9
-        self.latency[kind].append(now - (msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec))
+        self.latency[kind].append(now - stamp_seconds(stamp_of(msg)))
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            self.diagnostics[status.name.split(':')[0]] = {kv.key: kv.value for kv in status.values}
+        self.diagnostics.update(status_values(msg))
 
     def reset(self) -> None:
         self.latency.clear()
@@ -125,20 +125,6 @@ class Recorder(Node):
 
 
 # ----------------------------------------------------------------------------- cases
-def shipped(kind: str) -> list[str]:
-    """Card paths of the trained models of ``kind`` in models/."""
-    cards = []
-    for d in model_dirs():
-        for path in sorted(d.glob('*.json')):
-            try:
-                card = load_card(path)
-            except ModelCardError:
-                continue
-            if card.kind == kind and card.trained:
-                cards.append(str(path))
-    return cards
-
-
 def untrained(arch: str, folder: Path, input_size: tuple[int, int]) -> str | None:
     """Export an untrained ``arch`` for timing (None without torch)."""
     try:
@@ -234,7 +220,7 @@ def run_cases(args: argparse.Namespace, tmp: Path) -> str:
     """Measure every case; the markdown table."""
     cases: list[tuple[str, str, str]] = [('stereo', 'opencv_sgbm', 'opencv_sgbm')]
     for kind, arch, size in (('stereo', 'anynet', (args.height, args.width)), ('mono', 'fastdepth', (224, 320))):
-        for m in shipped(kind) or [m for m in [untrained(arch, tmp, size)] if m]:
+        for m in shipped_models(kind) or [m for m in [untrained(arch, tmp, size)] if m]:
             card = load_card(m)
             cases.append((kind, m, f'{card.name}{"" if card.trained else " (untrained weights: timing only)"}'))
 

@@ -33,6 +33,7 @@ from stereo_msgs.msg import DisparityImage
 
 from . import geometry, msgs, viz
 from .model_card import ModelCardError, load_card, model_dirs
+from .nodes.diagnostics import status_values
 from .sources import SourceError
 from .training.metrics import depth_metrics, stereo_metrics  # numpy only
 
@@ -54,34 +55,18 @@ def stamp_seconds(stamp: Stamp) -> float:
     return stamp[0] + 1e-9 * stamp[1]
 
 
-def shipped_mono_model() -> str | None:
-    """Name of a trained mono model shipped in models/ (the first by name), or None."""
+def shipped_models(kind: str) -> list[str]:
+    """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, by name."""
+    cards = []
     for d in model_dirs():
         for path in sorted(d.glob('*.json')):
             try:
                 card = load_card(path)
             except ModelCardError:
                 continue
-            if card.kind == 'mono' and card.trained:
-                return str(path)
-    return None
-
-
-def cloud_arrays(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
-    """Organized PointCloud2 with float32 x, y, z (and packed 'rgb') -> (H, W, 3) float32 xyz and
-    (H, W, 3) uint8 RGB (None without an rgb field)."""
-    offsets = {f.name: f.offset for f in msg.fields}
-    raw = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, msg.point_step)
-
-    def channel(name: str, dtype: str) -> np.ndarray:
-        return raw[..., offsets[name]:offsets[name] + 4].copy().view(dtype)[..., 0]
-
-    xyz = np.stack([channel(n, '<f4') for n in 'xyz'], axis=-1)
-    if 'rgb' not in offsets:
-        return xyz, None
-    bits = channel('rgb', '<u4')
-    rgb = np.stack([(bits >> s) & 0xFF for s in (16, 8, 0)], axis=-1).astype(np.uint8)
-    return xyz, rgb
+            if card.kind == kind and card.trained:
+                cards.append(str(path))
+    return cards
 
 
 @dataclass
@@ -147,8 +132,7 @@ class Monitor(Node):
         self._keep(out.frames, stamp, entry)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            self.diagnostics[status.name.split(':')[0]] = {kv.key: kv.value for kv in status.values}
+        self.diagnostics.update(status_values(msg))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -210,7 +194,7 @@ def picture(outputs: list[Output], monitor: Monitor, k: np.ndarray, title: str,
         scores = f'AbsRel {m["absrel"]:.3f}' if 'absrel' in m else ''
         panels.append((f'{out.label}  {scores}', viz.colorize_depth(msgs.image_to_array(entry['depth']), lo, hi)))
         if stamp in out.clouds:
-            xyz, rgb = cloud_arrays(out.clouds[stamp])
+            xyz, rgb = msgs.cloud_arrays(out.clouds[stamp])
             if rgb is None:
                 rgb = viz.colorize_depth(xyz[..., 2], lo, hi)
             clouds.append((f'{out.prefix} cloud', viz.preview_cloud(xyz, rgb, view)))
@@ -290,7 +274,7 @@ def check_models(args: argparse.Namespace) -> str | None:
     from .inference import DepthEstimator, EstimatorError, StereoEstimator
 
     stereo_backend = 'auto' if args.stereo_model.startswith('opencv_') else args.backend
-    mono = args.mono_model or shipped_mono_model()
+    mono = args.mono_model or next(iter(shipped_models('mono')), None)
     try:
         StereoEstimator(args.stereo_model, backend=stereo_backend)
         if mono is not None:

@@ -168,6 +168,25 @@ def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
     return msg
 
 
+def cloud_arrays(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
+    """Organized PointCloud2 with float32 x, y, z (and packed 'rgb') fields, as ``pointcloud2``
+    makes -> (H, W, 3) float32 xyz and (H, W, 3) uint8 RGB (None without an 'rgb' field)."""
+    offsets = {f.name: f.offset for f in msg.fields}
+    if not {'x', 'y', 'z'} <= offsets.keys():
+        raise MessageError(f'point cloud has no x, y, z fields (fields: {", ".join(offsets)})')
+    raw = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, msg.point_step)
+    order = '>' if msg.is_bigendian else '<'
+
+    def channel(name: str, kind: str) -> np.ndarray:
+        return raw[..., offsets[name]:offsets[name] + 4].copy().view(order + kind)[..., 0]
+
+    xyz = np.stack([channel(n, 'f4') for n in 'xyz'], axis=-1).astype(np.float32)
+    if 'rgb' not in offsets:
+        return xyz, None
+    bits = channel('rgb', 'u4')
+    return xyz, np.stack([(bits >> s) & 0xFF for s in (16, 8, 0)], axis=-1).astype(np.uint8)
+
+
 def disparity_image(disparity: np.ndarray, header: Header, f: float, t: float, min_disparity: float,
                     max_disparity: float, delta_d: float = 0.0, invalid: float | None = None) -> DisparityImage:
     """stereo_msgs/DisparityImage from (H, W) disparity in px (non-finite = invalid): a 32FC1

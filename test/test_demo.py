@@ -9,7 +9,7 @@ import sys
 import cv2
 import pytest
 
-from depth_ros.demo import shipped_mono_model
+from depth_ros.demo import shipped_models
 
 BLOCKED = ('torch', 'message_filters', 'sensor_msgs_py', 'launch', 'launch_ros')
 
@@ -72,5 +72,5 @@ def test_demo_fails_clearly_without_output_or_with_a_bad_model(env, tmp_path):
     r = demo(env, '--seconds', '0.2', '--width', '64', '--height', '48', '--out', str(tmp_path / 'y.png'))
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'stereo_depth_node published no depth' in r.stderr
-    if shipped_mono_model() is None:
+    if not shipped_models('mono'):
         assert 'mono_depth_node: SKIPPED' in r.stdout

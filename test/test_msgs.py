@@ -68,7 +68,7 @@ def test_array_to_image_checks_dtype():
         msgs.array_to_image(np.zeros((2, 2, 3), np.uint8), 'mono8')
 
 
-def test_organized_cloud_reads_back_with_sensor_msgs_py():
+def test_organized_cloud_reads_back_with_sensor_msgs_py_and_cloud_arrays():
     h, w = 4, 6
     xyz = RNG.normal(size=(h, w, 3)).astype(np.float32)
     xyz[1, 2] = np.nan
@@ -83,6 +83,14 @@ def test_organized_cloud_reads_back_with_sensor_msgs_py():
     assert (packed.view(np.uint32) >> 16 & 255 == rgb[..., 0]).all()
     xyz_only = msgs.pointcloud2(xyz, Header())
     assert xyz_only.point_step == 12 and len(xyz_only.data) == h * w * 12
+    # and back (cloud_arrays)
+    back_xyz, back_rgb = msgs.cloud_arrays(cloud)
+    np.testing.assert_array_equal(back_xyz, xyz)
+    np.testing.assert_array_equal(back_rgb, rgb)
+    assert msgs.cloud_arrays(xyz_only)[1] is None
+    xyz_only.fields = xyz_only.fields[:2]
+    with pytest.raises(msgs.MessageError, match='no x, y, z'):
+        msgs.cloud_arrays(xyz_only)
 
 
 def camera_info(w=640, h=480, fx=500.0, tx=0.0) -> CameraInfo:

@@ -100,6 +100,12 @@ class RateMeter:
         return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
 
 
+def status_values(msg: DiagnosticArray) -> dict[str, dict[str, str]]:
+    """{node name: {key: value}} of the statuses in a /diagnostics message of these nodes (a
+    status is named '<node name>: <task>')."""
+    return {status.name.split(':')[0]: {kv.key: kv.value for kv in status.values} for status in msg.status}
+
+
 def _ms(values: Iterable[float], q: float) -> str:
     v = list(values)
     return f'{1e3 * float(np.percentile(v, q)):.1f}' if v else 'n/a'
