@@ -1,7 +1,7 @@
 """Helpers shared by the depth_ros nodes: parameter declaration with descriptions and ranges,
-publisher and input QoS, lazy input subscriptions, a newest-only worker thread, Python log forwarding and
-the ``main()`` every node uses (clean shutdown on Ctrl-C). Problem reporting and /diagnostics
-live in diagnostics.py and are re-exported here."""
+publisher and input QoS, lazy input subscriptions, a newest-only worker thread, Python log
+forwarding and the ``main()`` every node uses (clean shutdown on Ctrl-C). Problem reporting and
+/diagnostics live in diagnostics.py and are re-exported here."""
 from __future__ import annotations
 
 import logging
