@@ -28,6 +28,7 @@ setup(
                 'ros-geometry-msgs', 'ros-diagnostic-msgs', 'ros-ament-index-python', 'ros-rcl-interfaces'],
         'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy', 'h5py'],
         'test': ['pytest'],
+        'bench': ['transformers'],   # Depth Anything V2 Small's architecture in bench/models.py
     },
     zip_safe=True,
     maintainer='depth_ros maintainers',

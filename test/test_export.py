@@ -65,7 +65,8 @@ def test_card_fields_and_checksums(exported) -> None:
     assert (card.name, card.arch, card.kind, card.options) == ('anynet_spn8', 'anynet', 'stereo', OPTIONS[8])
     assert card.input == {'layout': 'NCHW', 'color': 'rgb', 'range': [0, 1], 'size': list(SIZE),
                           'dynamic': True, 'multiple_of': 16}
-    assert card.output == {'quantity': 'disparity', 'unit': 'px', 'scale': 1.0, 'precision': 'fp32'}
+    assert card.output == {'quantity': 'disparity', 'unit': 'px', 'scale': 1.0, 'precision': 'fp32',
+                           'max_disparity': float(OPTIONS[8]['max_disparity'])}
     assert card.trained is True and card.training == CARD['training'] and card.metrics == CARD['metrics']
     assert card.f_canonical is None
     for g in card.graphs:
@@ -129,6 +130,7 @@ def test_cli_with_arch_and_options(tmp_path: Path) -> None:
           '--out', str(tmp_path), '--input-size', '32', '64', '--static'])
     card = load_card(tmp_path / 'anynet.json')
     assert card.options == {'spn_channels': 0, 'max_disparity': 64} and card.stages == [1, 2, 3]
+    assert card.output['max_disparity'] == 64.0
     assert card.input['dynamic'] is False and card.trained is False
     dims = onnx.load(str(card.graph_path(1))).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [1, 3, 32, 64]

@@ -130,13 +130,15 @@ def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
         model.stages = stages_before
 
     quantity, unit = OUTPUT[kind]
+    output = {'quantity': quantity, 'unit': unit, 'scale': float(model.output_scale),
+              'precision': 'fp16' if fp16 else 'fp32'}
+    if kind == 'stereo':  # the largest disparity the network can output (px at its input)
+        output['max_disparity'] = float(model.config.max_disparity)
     model_card = ModelCard(
         name=stem, arch=arch, kind=kind, graphs=graphs, options=options,
         input={'layout': 'NCHW', 'color': 'rgb', 'range': [0, 1], 'size': [height, width],
                'dynamic': dynamic, 'multiple_of': model.multiple_of},
-        output={'quantity': quantity, 'unit': unit, 'scale': float(model.output_scale),
-                'precision': 'fp16' if fp16 else 'fp32'},
-        f_canonical=card.get('f_canonical', getattr(model, 'f_canonical', None)),
+        output=output, f_canonical=card.get('f_canonical', getattr(model, 'f_canonical', None)),
         trained=bool(state_dict is not None and card.get('trained', True)),
         training=card.get('training', {}), metrics=card.get('metrics', {}), directory=out_dir)
     return model_card.save(out_dir / f'{stem}.json')
