@@ -81,8 +81,14 @@ class ParameterSet:
             return self._node.declare_parameter(name, default, desc).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as e:
             reason = e.args[0] if e.args else str(e)
-            self._node.get_logger().error(f'parameter {name}: {reason}; using the default {default!r}')
-            return self._node.declare_parameter(name, default, desc, ignore_override=True).value
+        override = self._node._parameter_overrides.get(name)  # rclpy keeps launch/YAML overrides here
+        if isinstance(default, float) and override is not None and override.type_ == Parameter.Type.INTEGER:
+            try:  # `max_depth: 4` in YAML or on the command line means 4.0
+                return self._node.declare_parameter(name, float(override.value), desc, ignore_override=True).value
+            except InvalidParameterValueException as e:
+                reason = e.args[0] if e.args else str(e)
+        self._node.get_logger().error(f'parameter {name}: {reason}; using the default {default!r}')
+        return self._node.declare_parameter(name, default, desc, ignore_override=True).value
 
     def get(self, name: str) -> Any:
         """Current value of a declared parameter."""
