@@ -137,6 +137,19 @@ def test_mono_focal_scaling(tmp_path):
     assert est.last_focal_scale is None
 
 
+def test_mono_keeps_the_image_aspect_on_dynamic_graphs(tmp_path):
+    # card 24x32 (768 px); a 16:9 image runs at ~768 px in 16:9, padded to multiples of 8
+    est = DepthEstimator(write_mono_toy(tmp_path, f_canonical=100.0))
+    assert est.network_size((720, 1280)) == (21, 37) and est.network_size((480, 640)) == (24, 32)
+    sm = est.size_map((720, 1280))
+    assert sm.scale_x == pytest.approx(sm.net_size[0] / 720, rel=0.02)  # square pixels: one focal length
+    image = np.full((720, 1280, 3), 51, np.uint8)
+    fx = 100.0 * 1280 / 37  # the canonical focal length at the network's width
+    np.testing.assert_allclose(est(image, fx=fx), 2.8, rtol=1e-5)
+    # an explicit input size is taken as it is
+    assert DepthEstimator(write_mono_toy(tmp_path / 'b'), input_size=(24, 32)).network_size((720, 1280)) == (24, 32)
+
+
 def test_mono_invalid_depth_becomes_nan(tmp_path):
     est = DepthEstimator(write_mono_toy(tmp_path, offset=-1.0, gain=9.0, multiple_of=1))
     image = np.zeros((24, 32, 3), np.uint8)

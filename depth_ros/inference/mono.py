@@ -1,6 +1,7 @@
 """DepthEstimator: metric depth from one image by a monocular network (ONNX Runtime or torch)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Real
 from pathlib import Path
@@ -59,6 +60,8 @@ class DepthEstimator:
         if not size:
             raise ModelCardError(f'model {card.name!r} does not say its input size: pass input_size=(H, W)')
         self.input_size = _check_size(size, 'input size (H, W)')
+        # a dynamic graph without an explicit size runs at the card's pixel count in the image's aspect
+        self._keep_aspect = input_size is None and not fixed
         self._multiple_of, self._output_scale = loaded.multiple_of, loaded.output_scale
         self.name, self.backend, self.trained = card.name, loaded.backend, card.trained
         self.f_canonical: float | None = float(card.f_canonical) if card.f_canonical else None
@@ -74,10 +77,20 @@ class DepthEstimator:
         as are those of calls without ``fx`` (``last_focal_scale`` is None after such a call)."""
         return self.f_canonical is not None
 
+    def network_size(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) the network runs an (H, W) image at: ``input_size``, or for a dynamic graph
+        without an explicit size the card's pixel count with the image's aspect ratio (pixels stay
+        square, so one focal length describes both axes; padding brings it to ``multiple_of``)."""
+        if not self._keep_aspect:
+            return self.input_size
+        area, aspect = self.input_size[0] * self.input_size[1], shape[1] / shape[0]
+        width = math.sqrt(area * aspect)
+        return max(1, round(width / aspect)), max(1, round(width))
+
     def size_map(self, shape: tuple[int, int], out_size: tuple[int, int] | None = None) -> SizeMap:
         """How an (H, W) image maps to the network and back to ``out_size`` (H', W')."""
-        return size_map(tuple(shape), self.input_size, multiple_of=self._multiple_of, out_size=out_size,
-                        output_scale=self._output_scale)
+        return size_map(tuple(shape), self.network_size(tuple(shape)), multiple_of=self._multiple_of,
+                        out_size=out_size, output_scale=self._output_scale)
 
     def __call__(self, image: np.ndarray, fx: float | None = None,
                  out_size: tuple[int, int] | None = None) -> np.ndarray:
