@@ -81,6 +81,17 @@ def test_stereo_train_resume_export_evaluate_compare(tmp_path, capsys):
     updated = load_card(card_path)
     assert updated.metrics['synthetic/val']['metrics']['epe'] == pytest.approx(epe, rel=1e-6)
     assert updated.graph_path(3).is_file() and updated.graphs == card.graphs  # checksums untouched
+    assert updated.metrics['synthetic/val']['opencv_sgbm'] == sgbm  # the reference sits beside it
+
+    capsys.readouterr()
+    evaluate.main(['--model', str(card_path), '--data', 'synthetic', '--n', '2', '--input-scale', '0.5',
+                   '--label', 'held_out', '--no-sgbm', '--update-card'])
+    half = json.loads(capsys.readouterr().out)
+    assert half['input_scale'] == 0.5 and half['data'] == 'held_out'
+    pair = samples[0]
+    expected = StereoEstimator(str(card_path), input_scale=0.5)(pair['left'], pair['right'])
+    assert half['metrics']['epe'] != report['metrics']['epe'] and np.isfinite(expected).mean() > 0.5
+    assert load_card(card_path).metrics['held_out/val@0.5']['input_scale'] == 0.5
 
     compare.main(['--models', str(card_path), 'opencv_sgbm', str(run / 'last.pt'), '--data', 'synthetic', '--n', '2',
                   '--out', str(tmp_path / 'cmp')])

@@ -63,15 +63,17 @@ def describe(model: str) -> dict[str, Any]:
             'max_disparity': card.options.get('max_disparity')}
 
 
-def load_estimator(model: str, kind: str, max_disparity: float | None = None) -> Estimator:
+def load_estimator(model: str, kind: str, max_disparity: float | None = None,
+                   input_scale: float = 1.0) -> Estimator:
     """The runtime estimator of ``model``; OpenCV matchers search ``max_disparity`` px (rounded
-    up to 16); a mono checkpoint runs at the size it was trained at (recorded in its card)."""
+    up to 16); a mono checkpoint runs at the size it was trained at (recorded in its card);
+    stereo networks see the pair resized by ``input_scale`` (the node parameter of that name)."""
     if kind == 'mono':
         return DepthEstimator(model)
     sgbm = None
     if model in METHODS and max_disparity:
         sgbm = {'disparity_range': int(-(-max_disparity // 16) * 16)}
-    return StereoEstimator(model, sgbm=sgbm)
+    return StereoEstimator(model, sgbm=sgbm, input_scale=1.0 if model in METHODS else input_scale)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -163,10 +165,10 @@ def evaluate(estimator: Estimator, samples: list[Sample], kind: str, stages: int
 
 
 def evaluate_model(model: str, samples: list[Sample], kind: str, max_disparity: float | None = None,
-                   max_depth: float | None = None) -> dict[str, Any]:
+                   max_depth: float | None = None, input_scale: float = 1.0) -> dict[str, Any]:
     """{'name', 'metrics' (all stages), 'stages' {k: metrics} (anytime stereo networks),
-    'predictions'} of one model on ``samples``."""
-    estimator = load_estimator(model, kind, max_disparity)
+    'predictions'} of one model on ``samples`` (stereo networks at ``input_scale``)."""
+    estimator = load_estimator(model, kind, max_disparity, input_scale)
     result: dict[str, Any] = {'name': estimator.name}
     stage_counts = getattr(estimator, 'available_stages', [None])
     if len(stage_counts) > 1:

@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument('--out', type=Path, help='write the metrics as JSON here')
     p.add_argument('--update-card', action='store_true', help="store the metrics in the model's card")
     p.add_argument('--no-sgbm', action='store_true', help='stereo: skip the OpenCV SGBM reference')
+    p.add_argument('--input-scale', type=float, default=1.0,
+                   help='stereo networks: resize the pair by this before matching (the node parameter)')
+    p.add_argument('--label', help="name of the data in the card's metrics (default: --data)")
     args = p.parse_args(argv)
     if args.update_card and (is_checkpoint(args.model) or args.model in ('opencv_sgbm', 'opencv_bm')):
         sys.exit('depth-ros-evaluate: --update-card needs a model with a card (export the checkpoint first)')
@@ -74,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f'depth-ros-evaluate: {e}')
     kind, size, max_disp = info['kind'], resolve_size(args, [info]), max_disparity_of([info])
     samples = load_samples(args.data, kind, args.n, size, args.split, max_disp)
-    result = evaluate_model(args.model, samples, kind, max_disp, args.max_depth)
-    report: dict[str, Any] = {'model': result['name'], 'kind': kind, 'data': args.data, 'split': args.split,
-                              'n': len(samples), 'metrics': result['metrics']}
+    result = evaluate_model(args.model, samples, kind, max_disp, args.max_depth, args.input_scale)
+    report: dict[str, Any] = {'model': result['name'], 'kind': kind, 'data': args.label or args.data,
+                              'split': args.split, 'n': len(samples), 'metrics': result['metrics']}
+    if kind == 'stereo' and args.input_scale != 1.0:
+        report['input_scale'] = args.input_scale
     if args.data == 'synthetic':
         report['size'] = list(size)
     if 'stages' in result:
@@ -89,8 +94,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + '\n')
     if args.update_card:
-        card_metrics = {k: report[k] for k in ('n', 'size', 'metrics', 'stages') if k in report}
-        print(f'updated {update_card(args.model, f"{args.data}/{args.split}", card_metrics)}', file=sys.stderr)
+        card_metrics = {k: report[k] for k in ('n', 'size', 'input_scale', 'metrics', 'stages', 'opencv_sgbm')
+                        if k in report}
+        key = f'{report["data"]}/{args.split}' + (f'@{args.input_scale:g}' if 'input_scale' in report else '')
+        print(f'updated {update_card(args.model, key, card_metrics)}', file=sys.stderr)
 
 
 if __name__ == '__main__':
