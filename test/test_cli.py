@@ -82,6 +82,9 @@ def test_stereo_train_resume_export_evaluate_compare(tmp_path, capsys):
     assert updated.metrics['synthetic/val']['metrics']['epe'] == pytest.approx(epe, rel=1e-6)
     assert updated.graph_path(3).is_file() and updated.graphs == card.graphs  # checksums untouched
     assert updated.metrics['synthetic/val']['opencv_sgbm'] == sgbm  # the reference sits beside it
+    # on the pixels SGBM answers, the network's density is SGBM's share of ground truth pixels
+    common = report['on_sgbm_pixels']
+    assert common['density'] == pytest.approx(1.0) and common['epe'] != report['metrics']['epe']
 
     capsys.readouterr()
     evaluate.main(['--model', str(card_path), '--data', 'synthetic', '--n', '2', '--input-scale', '0.5',
@@ -134,6 +137,9 @@ def test_mono_dataset_reader_train_export_evaluate(tmp_path, capsys):
     absrel = np.mean([depth_metrics(estimator(s['image'], fx=s['fx']), s['depth'])['absrel']
                       for s in open_reader('diode', str(data))])
     assert report['n'] == 3 and report['metrics']['absrel'] == pytest.approx(absrel, rel=1e-6)
+    aligned = np.mean([depth_metrics(estimator(s['image'], fx=s['fx']), s['depth'], align_mode='median')['absrel']
+                       for s in open_reader('diode', str(data))])
+    assert report['metrics']['absrel_median_aligned'] == pytest.approx(aligned, rel=1e-6)
 
 
 def test_relative_depth_pairs_train_and_whdr(tmp_path, capsys):

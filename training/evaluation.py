@@ -143,9 +143,21 @@ def score(kind: str, pred: np.ndarray, sample: Sample, max_depth: float | None =
     out: dict[str, float] = {}
     if sample.get('depth') is not None:
         out.update(depth_metrics(pred, sample['depth'], max_depth=max_depth))
+        aligned = depth_metrics(pred, sample['depth'], max_depth=max_depth, align_mode='median')
+        out.update({f'{k}_median_aligned': aligned[k] for k in ('absrel', 'rmse', 'delta1')})
     if sample.get('pairs') is not None and len(sample['pairs']):
         out['whdr'] = whdr(np.nan_to_num(pred, nan=0.0), sample['pairs'])
     return out
+
+
+def stereo_metrics_where(preds: list[np.ndarray], references: list[np.ndarray],
+                         samples: list[Sample]) -> dict[str, float]:
+    """Mean stereo metrics of ``preds`` on the pixels where the ``references`` (e.g. SGBM's
+    disparities) have a value: the comparison on the pixels both methods answer."""
+    acc = MetricAccumulator()
+    for pred, ref, sample in zip(preds, references, samples):
+        acc.update(stereo_metrics(pred, sample['disparity'], valid=np.isfinite(ref)))
+    return acc.mean()
 
 
 def evaluate(estimator: Estimator, samples: list[Sample], kind: str, stages: int | None = None,

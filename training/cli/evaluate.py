@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from depth_ros.model_card import ModelCardError, find_card
 
-from ..evaluation import describe, evaluate_model, is_checkpoint, load_samples
+from ..evaluation import describe, evaluate_model, is_checkpoint, load_samples, stereo_metrics_where
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,15 +87,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if 'stages' in result:
         report['stages'] = result['stages']
     if kind == 'stereo' and args.model != 'opencv_sgbm' and not args.no_sgbm:
-        report['opencv_sgbm'] = evaluate_model('opencv_sgbm', samples, kind, max_disp)['metrics']
+        sgbm = evaluate_model('opencv_sgbm', samples, kind, max_disp)
+        report['opencv_sgbm'] = sgbm['metrics']
+        report['on_sgbm_pixels'] = stereo_metrics_where(result['predictions'], sgbm['predictions'], samples)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + '\n')
     if args.update_card:
-        card_metrics = {k: report[k] for k in ('n', 'size', 'input_scale', 'metrics', 'stages', 'opencv_sgbm')
-                        if k in report}
+        card_metrics = {k: report[k] for k in ('n', 'size', 'input_scale', 'metrics', 'stages', 'opencv_sgbm',
+                                               'on_sgbm_pixels') if k in report}
         key = f'{report["data"]}/{args.split}' + (f'@{args.input_scale:g}' if 'input_scale' in report else '')
         print(f'updated {update_card(args.model, key, card_metrics)}', file=sys.stderr)
 
