@@ -1,58 +1,51 @@
-"""depth-ros-demo: the one-command demo. Runs camera_source (a synthetic scene with exact ground
-truth), stereo_depth_node and, when a mono model is available, mono_depth_node in one process on
-a MultiThreadedExecutor, listens to their outputs like a user would, then prints rates,
-end-to-end latency and accuracy, and writes a picture (depth maps, colour scale, point clouds).
+"""depth-ros-demo: the one-command demo. Compares stereo models (every trained stereo network
+shipped in models/, then OpenCV SGBM as stereo_image_proc computes it) and a mono network on one
+synthetic stereo camera with exact ground truth.
+
+camera_source, one stereo_depth_node per stereo model and, when a mono model is available,
+mono_depth_node run in one process on a MultiThreadedExecutor, all fed by the one camera. The
+demo listens to their outputs like a user would, then prints one table row per node (rate,
+end-to-end latency, accuracy on the same frames) and writes a picture (every node's depth next
+to the ground truth on one colour scale, and point clouds).
 
 Needs only the PyPI packages (rclpy + message wheels, numpy, OpenCV, ONNX Runtime): no
-message_filters, sensor_msgs_py, launch or torch. Outputs are remapped to ``stereo/...`` and
-``mono/...`` (depth/image, depth/camera_info, points, disparity).
+message_filters, sensor_msgs_py, launch or torch. Each stereo node is named
+``stereo_depth_node_<model>`` and its outputs are remapped to ``stereo/<model>/...``, the mono
+node's to ``mono/...`` (depth/image, depth/camera_info, points, disparity).
 
-Exit status: 0 on success, 1 if a node published nothing, 2 for bad options or a model that
-cannot be loaded.
+Exit status: 0 when at least one node published depth (a node short of output is reported in
+its row), 1 if none did (or the camera failed), 2 for bad options or a model that cannot be
+loaded.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
-from collections import OrderedDict, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, PointCloud2
-from stereo_msgs.msg import DisparityImage
 
 from . import geometry, msgs, viz
+from .demo_monitor import KEEP, WARMUP, Monitor, Output, Stamp, accuracy, percentiles_ms, rate
+from .demo_monitor import stamp_of, stamp_seconds  # noqa: F401  (bench/ros_latency.py imports them from here)
 from .model_card import ModelCardError, load_card, model_dirs
-from .nodes.diagnostics import status_values
 from .sources import SourceError
-from .training.metrics import depth_metrics, stereo_metrics  # numpy only
 
 LOOP_FRAMES = 16    # synthetic frames rendered before the run (played back and forth)
-WARMUP = 2          # first outputs of each node left out of the latency statistics
-KEEP = 15           # frames kept per node for accuracy and the picture (clouds: CLOUDS)
-CLOUDS = 4          # newest clouds kept per node (4.9 MB each at 640x480 with rgb)
+SHORT = WARMUP + 3  # fewer depth images than this: the node's row is flagged
+DRAIN = 10.0        # s to wait after the camera stops for the nodes to finish their last frame
+MAX_COLUMNS = 5     # picture columns before it wraps: left image, ground truth, then up to 3 nodes
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'disparity')
-Stamp = tuple[int, int]
-
-
-def stamp_of(msg: Any) -> Stamp:
-    """(sec, nanosec) of a message's header stamp."""
-    return msg.header.stamp.sec, msg.header.stamp.nanosec
-
-
-def stamp_seconds(stamp: Stamp) -> float:
-    """A stamp in seconds."""
-    return stamp[0] + 1e-9 * stamp[1]
 
 
 def shipped_models(kind: str) -> list[str]:
@@ -70,143 +63,83 @@ def shipped_models(kind: str) -> list[str]:
 
 
 @dataclass
-class Output:
-    """What the monitor recorded of one depth node."""
-    label: str
-    prefix: str
-    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    received: list[float] = field(default_factory=list)  # monotonic times of depth images
-    frames: OrderedDict = field(default_factory=OrderedDict)  # stamp -> {'depth': Image, 'disparity': ...}
-    clouds: OrderedDict = field(default_factory=OrderedDict)  # stamp -> PointCloud2
+class Model:
+    """A depth node to run: ``kind`` 'stereo' or 'mono', ``model`` as given (name or path),
+    its estimator's ``name``, ``backend`` and ``threads`` parameters, and (stereo) ``key``, the
+    node's unique suffix and output namespace."""
+    kind: str
+    model: str
+    name: str
+    trained: bool
+    backend: str
+    threads: int = 0
+    key: str = ''
+
+    @property
+    def prefix(self) -> str:
+        """Namespace of the node's outputs."""
+        return 'mono' if self.kind == 'mono' else f'stereo/{self.key}'
+
+    def label(self, untrained: str = ' (untrained, for tests)') -> str:
+        """Row label, e.g. 'stereo: opencv_sgbm' or 'mono: fastdepth (untrained, for tests)'."""
+        return f'{self.kind}: {self.key if self.kind == "stereo" else self.name}' + ('' if self.trained else untrained)
 
 
-class Monitor(Node):
-    """Subscribes to the source's left image and ground truth and to every node's outputs
-    (reliable QoS, as RViz); records receipt - stamp latencies and keeps the last frames."""
-
-    def __init__(self, context: Context, outputs: list[Output]) -> None:
-        super().__init__('depth_ros_demo', context=context)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.inputs: list[float] = []
-        self.left: OrderedDict[Stamp, Image] = OrderedDict()
-        self.truth: OrderedDict[Stamp, dict[str, Image]] = OrderedDict()
-        self.diagnostics: dict[str, dict[str, str]] = {}
-        self.outputs = outputs
-        self.create_subscription(Image, 'left/image_rect', self._on_left, qos)
-        for name in ('depth', 'disparity'):
-            self.create_subscription(Image, f'ground_truth/{name}', lambda m, n=name: self._on_truth(n, m), qos)
-        for out in outputs:
-            self.create_subscription(Image, f'{out.prefix}/depth/image', lambda m, o=out: self._on_output(o, 'depth', m), qos)
-            self.create_subscription(PointCloud2, f'{out.prefix}/points', lambda m, o=out: self._on_output(o, 'points', m), qos)
-            if out.prefix == 'stereo':
-                self.create_subscription(DisparityImage, 'stereo/disparity',
-                                         lambda m, o=out: self._on_output(o, 'disparity', m), qos)
-        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-
-    @staticmethod
-    def _keep(store: OrderedDict, key: Any, value: Any, size: int = KEEP) -> None:
-        store[key] = value
-        while len(store) > size:
-            store.popitem(last=False)
-
-    def _on_left(self, msg: Image) -> None:
-        self.inputs.append(time.monotonic())
-        self._keep(self.left, stamp_of(msg), msg)
-
-    def _on_truth(self, name: str, msg: Image) -> None:
-        entry = self.truth.get(stamp_of(msg)) or {}
-        entry[name] = msg
-        self._keep(self.truth, stamp_of(msg), entry, 2 * KEEP)
-
-    def _on_output(self, out: Output, kind: str, msg: Any) -> None:
-        now = self.get_clock().now().nanoseconds * 1e-9
-        stamp = stamp_of(msg)
-        out.latency[kind].append(now - stamp_seconds(stamp))
-        if kind == 'depth':
-            out.received.append(time.monotonic())
-        if kind == 'points':
-            self._keep(out.clouds, stamp, msg, CLOUDS)
-            return
-        entry = out.frames.get(stamp) or {}
-        entry[kind] = msg
-        self._keep(out.frames, stamp, entry)
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        self.diagnostics.update(status_values(msg))
-
-
-# ----------------------------------------------------------------------------- evaluation
-def rate(times: list[float]) -> float:
-    """Mean rate (Hz) of events at monotonic ``times``."""
-    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-
-
-def percentiles_ms(values: list[float]) -> str:
-    """'median / p90' in ms of latencies in s, the warm-up left out."""
-    v = values[WARMUP:] if len(values) > WARMUP + 2 else values
-    return f'{1e3 * np.median(v):6.1f} / {1e3 * np.percentile(v, 90):6.1f}' if v else '   n/a'
-
-
-def accuracy(out: Output, truth: OrderedDict) -> dict[str, float]:
-    """Mean per-frame metrics over the kept frames that have ground truth: AbsRel, RMSE (m),
-    delta<1.25 of depth, density (share of ground-truth pixels with a depth), bad-3 of the
-    disparity (stereo); errors on pixels valid in both prediction and ground truth."""
-    rows = []
-    for stamp, entry in out.frames.items():
-        gt = truth.get(stamp)
-        if gt is None or 'depth' not in entry or 'depth' not in gt:
-            continue
-        pred, gt_depth = msgs.image_to_array(entry['depth']), msgs.image_to_array(gt['depth'])
-        if pred.dtype != np.float32 or pred.shape != gt_depth.shape:
-            continue  # 16UC1 output or decimated: not compared
-        m = depth_metrics(pred, gt_depth)
-        row = {'absrel': m['absrel'], 'rmse': m['rmse'], 'delta1': m['delta1'],
-               'density': float(np.mean(np.isfinite(pred)[np.isfinite(gt_depth)]))}
-        if 'disparity' in entry and 'disparity' in gt:
-            d = entry['disparity']
-            disp = msgs.image_to_array(d.image)
-            row['bad3'] = stereo_metrics(disp, msgs.image_to_array(gt['disparity']),
-                                         pred_valid=disp >= d.min_disparity)['bad3_pred']
-        rows.append(row)
-    keys = {k for r in rows for k in r}
-    return {k: float(np.nanmean([r[k] for r in rows if k in r])) for k in keys} | {'frames': len(rows)}
+# ----------------------------------------------------------------------------- results
+def picture_stamp(outputs: list[Output], monitor: Monitor) -> Stamp | None:
+    """The frame for the picture: the one most nodes delivered depth (then clouds) for, newest
+    first; after the final drain every node normally has the last published frame."""
+    stamps = {s for o in outputs for s in o.frames if monitor.view(s) is not None}
+    return max(stamps, key=lambda s: (sum('depth' in o.frames.get(s, {}) for o in outputs),
+                                      sum(s in o.clouds for o in outputs), s), default=None)
 
 
 def picture(outputs: list[Output], monitor: Monitor, k: np.ndarray, title: str,
             metrics: dict[str, dict[str, float]]) -> np.ndarray | None:
-    """Figure of the newest frame every node delivered: left image, ground truth and each node's
-    depth (one colour scale, invalid black), the colour bar, and point-cloud previews."""
-    common = [s for s in monitor.left if s in monitor.truth and 'depth' in monitor.truth[s]
-              and all('depth' in o.frames.get(s, {}) for o in outputs)]
-    if not common:
+    """Figure of one frame: left image and colour bar, ground truth, then each node's depth (one
+    colour scale, invalid black) above its point cloud (one viewpoint); None without a frame."""
+    stamp = picture_stamp(outputs, monitor)
+    if stamp is None:
         return None
-    stamp = max(common, key=lambda s: (all(s in o.clouds for o in outputs), s))  # with clouds if possible
-    gt = msgs.image_to_array(monitor.truth[stamp]['depth'])
+    view = monitor.view(stamp)
+    gt = msgs.image_to_array(view['depth'])
     lo, hi = viz.depth_range(gt)
-    left = msgs.image_to_rgb8(monitor.left[stamp])
-    panels = [('left image', left), ('ground truth depth', viz.colorize_depth(gt, lo, hi))]
+    left = msgs.image_to_rgb8(view['left'])
     gt_points = geometry.backproject(gt, k)
-    view = viz.cloud_view(gt_points)  # one viewpoint for every cloud
-    clouds = [('ground truth cloud (from above left)', viz.preview_cloud(gt_points, left, view))]
+    camera = viz.cloud_view(gt_points)  # one viewpoint for every cloud
+    columns = [[('left image', left), ('depth colour scale', viz.color_bar(240, lo, hi))],  # start every block
+               [('ground truth depth', viz.colorize_depth(gt, lo, hi)),
+                ('ground truth cloud (from above left)', viz.preview_cloud(gt_points, left, camera))]]
     for out in outputs:
-        entry = out.frames[stamp]
-        m = metrics[out.prefix]
-        scores = f'AbsRel {m["absrel"]:.3f}' if 'absrel' in m else ''
-        panels.append((f'{out.label}  {scores}', viz.colorize_depth(msgs.image_to_array(entry['depth']), lo, hi)))
+        entry, m = out.frames.get(stamp, {}), metrics[out.prefix]
+        scores = f'  AbsRel {m["absrel"]:.3f}' if np.isfinite(m.get('absrel', np.nan)) else ''
+        depth = (viz.colorize_depth(msgs.image_to_array(entry['depth']), lo, hi) if 'depth' in entry
+                 else viz.text_panel('no depth for this frame'))
+        cloud = viz.text_panel('no cloud for this frame')
         if stamp in out.clouds:
             xyz, rgb = msgs.cloud_arrays(out.clouds[stamp])
-            if rgb is None:
-                rgb = viz.colorize_depth(xyz[..., 2], lo, hi)
-            clouds.append((f'{out.prefix} cloud', viz.preview_cloud(xyz, rgb, view)))
-    columns = max(len(panels), len(clouds) + 1)
-    panels += [('', np.zeros((2, 2, 3), np.uint8))] * (columns - len(panels))
-    clouds.append(('depth colour scale', viz.color_bar(240, lo, hi)))
-    return viz.tile(panels + clouds, columns, title=title)
+            cloud = viz.preview_cloud(xyz, viz.colorize_depth(xyz[..., 2], lo, hi) if rgb is None else rgb, camera)
+        columns.append([(out.tag + scores, depth), (f'{out.tag} cloud', cloud)])
+    return viz.column_figure(columns, MAX_COLUMNS, lead=2, title=title)
+
+
+def shortfall(out: Output, node: Any, args: argparse.Namespace, nodes: int) -> str | None:
+    """Why a node delivered fewer than SHORT depth images (None if it did not)."""
+    n = len(out.received)
+    if n >= SHORT:
+        return None
+    diag = node.diagnostics
+    problem = node.errors.latest(1e9)
+    why = (f'last problem: {problem.message}' if problem else 'it received no input' if not diag.inputs.count
+           else f'too slow here with {nodes} depth nodes sharing {cpu_cores()} CPU cores '
+           f'({diag.inputs.count} frames in, {node.worker.dropped} dropped)')
+    return (f'{out.label}: {"NO depth image" if n == 0 else f"only {n} depth image(s)"} in {args.seconds:g} s - '
+            f'{why}. Try fewer --stereo-models, a longer --seconds or a smaller --width/--height.')
 
 
 def report(args: argparse.Namespace, monitor: Monitor, outputs: list[Output], nodes: dict[str, Any],
            metrics: dict[str, dict[str, float]]) -> str:
-    """The printed summary (a small markdown table)."""
+    """The printed summary (a small markdown table, one row per depth node, and notes)."""
     lines = [f'depth_ros demo: synthetic {args.width}x{args.height} stereo scene, {len(monitor.inputs)} frames '
              f'in, input rate {rate(monitor.inputs):.1f} Hz (asked {args.rate:g} Hz)', '',
              '| node | model (backend) | output Hz | depth latency ms (median / p90) | cloud latency ms '
@@ -216,36 +149,45 @@ def report(args: argparse.Namespace, monitor: Monitor, outputs: list[Output], no
         est = nodes[out.prefix].estimator
         trained = '' if est is None or est.trained else ' **untrained, for tests**'
         model = 'none' if est is None else f'{est.name} ({est.backend}){trained}'
-        m = metrics[out.prefix]
+        m, n = metrics[out.prefix], len(out.received)
+        hz = 'NO OUTPUT' if n == 0 else f'{rate(out.received):.1f}' + (f' (only {n})' if n < SHORT else '')
 
         def fmt(key: str, spec: str) -> str:
             return format(m[key], spec) if key in m and np.isfinite(m[key]) else 'n/a'
 
-        lines.append(f'| {out.label} | {model} | {rate(out.received):.1f} | {percentiles_ms(out.latency["depth"])} | '
+        lines.append(f'| {out.label} | {model} | {hz} | {percentiles_ms(out.latency["depth"])} | '
                      f'{percentiles_ms(out.latency["points"])} | {fmt("absrel", ".3f")} | {fmt("rmse", ".3f")} | '
                      f'{fmt("delta1", ".1%")} | {fmt("bad3", ".1%")} | {fmt("density", ".0%")} |')
     lines += ['', f'Latency: stamp of the published input -> receipt of depth/image or points by a subscriber in '
               f'the same process (first {WARMUP} outputs left out). Accuracy: mean over up to {KEEP} frames '
-              f'against the exact ground truth; errors on pixels valid in both; valid = share of ground-truth '
-              f'pixels with a depth.']
+              f'per node against the exact ground truth; errors on pixels valid in both; valid = share of '
+              f'ground-truth pixels with a depth. Nodes compute only the newest frame: the others are dropped.'
+              + (f' The {len(outputs)} depth nodes share {cpu_cores()} CPU cores: alone each would run faster.'
+                 if len(outputs) > 1 else '')]
     for out in outputs:
-        diag = monitor.diagnostics.get(nodes[out.prefix].get_name(), {})
-        if diag:
-            lines.append(f'{out.label}: node overhead median {diag.get("node overhead median (ms)", "n/a")} ms, '
-                         f'dropped frames {diag.get("dropped frames", "n/a")}, errors {diag.get("errors", "n/a")}')
+        node = nodes[out.prefix]
+        diag = {kv.key: kv.value for kv in node.diagnostics.status().values}
+        lines.append(f'{out.label}: frames in {diag["frames in"]}, out {diag["frames out"]}, dropped '
+                     f'{diag["dropped frames"]}, node overhead median {diag["node overhead median (ms)"]} ms, '
+                     f'errors {diag["errors"]}')
+    lines += [s for out in outputs if (s := shortfall(out, nodes[out.prefix], args, len(outputs)))]
     return '\n'.join(lines)
 
 
-# ----------------------------------------------------------------------------- main
+# ----------------------------------------------------------------------------- options and models
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='depth-ros-demo', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--stereo-model', default='opencv_sgbm', help="stereo model: 'opencv_sgbm', 'opencv_bm', a "
-                   'shipped model name (models/<name>.json) or a model card / .onnx path')
+    p.add_argument('--stereo-models', '--stereo-model', dest='stereo_models', default=None,
+                   help="stereo models to compare, comma-separated: 'opencv_sgbm', 'opencv_bm', shipped model "
+                   'names (models/<name>.json) or model card / .onnx paths; default: every trained stereo model '
+                   'shipped in models/, then opencv_sgbm')
     p.add_argument('--mono-model', default=None, help='mono model (name or card path); default: a trained mono '
                    'model shipped in models/, else the mono node is skipped')
     p.add_argument('--backend', default='auto', choices=('auto', 'onnxruntime', 'torch'),
                    help='inference backend of network models')
+    p.add_argument('--threads', type=int, default=0, help='inference threads per network node (0: the CPU '
+                   'cores shared evenly between the network nodes)')
     p.add_argument('--seconds', type=float, default=None, help='run time (default 10 s; 120 s cap with --frames)')
     p.add_argument('--frames', type=int, default=None, help='stop once every node published this many depth images')
     p.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
@@ -254,7 +196,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=3, help='synthetic scene (3: several objects at 1-8 m)')
     p.add_argument('--out', default='depth_ros_demo.png', help='picture to write')
     args = p.parse_args(argv)
+    stereo = [m.strip() for m in args.stereo_models.split(',')] if args.stereo_models is not None else None
     problems = [f'{name} must be {rule}' for name, bad, rule in (
+        ('--stereo-models', stereo is not None and not all(stereo), 'a comma-separated list of model names'),
+        ('--threads', args.threads < 0, '>= 0'),
         ('--seconds', args.seconds is not None and not args.seconds > 0, '> 0'),
         ('--frames', args.frames is not None and args.frames < 1, '>= 1'),
         ('--rate', not 0 < args.rate <= 500, 'in (0, 500] Hz'),
@@ -263,29 +208,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if bad]
     if problems:
         p.error('; '.join(problems))
+    args.stereo_models = stereo if stereo is not None else [*shipped_models('stereo'), 'opencv_sgbm']
     if args.seconds is None:
         args.seconds = 10.0 if args.frames is None else 120.0
     return args
 
 
-def check_models(args: argparse.Namespace) -> str | None:
-    """Load the requested models once so a bad name fails here with a clear message; returns
-    the mono model to run (None: skipped)."""
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
+def check_models(args: argparse.Namespace) -> list[Model]:
+    """Load the requested models once so a bad name fails here with a clear message (exit 2);
+    returns the nodes to run, each with a unique key and its share of the CPU threads."""
     from .inference import DepthEstimator, EstimatorError, StereoEstimator
 
-    stereo_backend = 'auto' if args.stereo_model.startswith('opencv_') else args.backend
     mono = args.mono_model or next(iter(shipped_models('mono')), None)
-    try:
-        StereoEstimator(args.stereo_model, backend=stereo_backend)
-        if mono is not None:
-            DepthEstimator(mono, backend=args.backend)
-    except (ModelCardError, EstimatorError, ValueError, OSError, ImportError, RuntimeError) as e:
-        raise SystemExit(f'depth-ros-demo: cannot load a model: {e}') from None
+    wanted = [('stereo', m) for m in args.stereo_models] + ([('mono', mono)] if mono is not None else [])
+    models: list[Model] = []
+    for kind, model in wanted:
+        backend = 'auto' if kind == 'stereo' and model.startswith('opencv_') else args.backend
+        try:
+            est = (StereoEstimator if kind == 'stereo' else DepthEstimator)(model, backend=backend)
+        except (ModelCardError, EstimatorError, ValueError, OSError, ImportError, RuntimeError) as e:
+            print(f'depth-ros-demo: cannot load a model: {e}', file=sys.stderr)
+            sys.exit(2)
+        models.append(Model(kind, model, est.name, est.trained, backend))
+    networks = [m for m in models if not m.model.startswith('opencv_')]
+    for m in networks:
+        m.threads = args.threads or max(1, cpu_cores() // len(networks))
+    taken: set[str] = set()
+    for m in (m for m in models if m.kind == 'stereo'):
+        base = re.sub(r'\W', '_', m.name)
+        base = base if base[:1].isalpha() else f'm_{base}'  # a ROS name token starts with a letter
+        m.key = next(k for k in (base if i == 1 else f'{base}_{i}' for i in range(1, len(models) + 2))
+                     if k not in taken)
+        taken.add(m.key)
     if mono is None:
         print('mono_depth_node: SKIPPED - no trained mono model is shipped in models/; give one with --mono-model')
-    return mono
+    return models
 
 
+# ----------------------------------------------------------------------------- running
 def stop_executor(executor: MultiThreadedExecutor, nodes: list[Node]) -> None:
     """Remove ``nodes``, let the executor's running callbacks finish, then shut it down.
 
@@ -299,68 +264,83 @@ def stop_executor(executor: MultiThreadedExecutor, nodes: list[Node]) -> None:
     executor.shutdown()
 
 
+def drain(executor: MultiThreadedExecutor, nodes: list[Any], timeout: float = DRAIN, settle: float = 0.3) -> None:
+    """Spin until every depth node has been idle for ``settle`` s (the camera has stopped: each
+    finishes the last frame and its outputs arrive), or ``timeout`` s."""
+    end, idle_since = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+        if not all(n.worker.idle() for n in nodes):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > settle:
+            return
+
+
 def run(args: argparse.Namespace, context: Context) -> int:
     from .nodes.camera_source import CameraSource
     from .nodes.mono import MonoDepthNode
     from .nodes.stereo import StereoDepthNode
 
-    mono_model = check_models(args)
+    models = check_models(args)
     source = CameraSource(context=context, parameter_overrides=[
         Parameter('rate', value=float(args.rate)), Parameter('width', value=args.width),
         Parameter('height', value=args.height), Parameter('seed', value=args.seed),
         Parameter('frames', value=LOOP_FRAMES)])
     while not source.source.wait(2.0):
         print(f'rendering the synthetic scene: {source.source.rendered}/{LOOP_FRAMES} frames', flush=True)
-    stereo_backend = 'auto' if args.stereo_model.startswith('opencv_') else args.backend
-    kinds = [('stereo', StereoDepthNode, args.stereo_model, stereo_backend)]
-    if mono_model is not None:
-        kinds.append(('mono', MonoDepthNode, mono_model, args.backend))
     nodes: dict[str, Any] = {}
-    for prefix, cls, model, backend in kinds:
-        remaps = [a for t in OUTPUTS for a in ('-r', f'{t}:={prefix}/{t}')]
-        nodes[prefix] = cls(context=context, cli_args=['--ros-args', *remaps], parameter_overrides=[
-            Parameter('model', value=str(model)), Parameter('backend', value=backend)])
-    outputs = []
-    for prefix, node in nodes.items():
-        est = node.estimator
-        untrained = '' if est.trained else ' (untrained, for tests)'
-        outputs.append(Output(f'{prefix}: {est.name}{untrained}', prefix))
-    monitor = Monitor(context, outputs)
+    for m in models:
+        remaps = [a for t in OUTPUTS for a in ('-r', f'{t}:={m.prefix}/{t}')]
+        if m.kind == 'stereo':
+            remaps += ['-r', f'__node:=stereo_depth_node_{m.key}']
+        cls = StereoDepthNode if m.kind == 'stereo' else MonoDepthNode
+        nodes[m.prefix] = cls(context=context, cli_args=['--ros-args', *remaps], parameter_overrides=[
+            Parameter('model', value=m.model), Parameter('backend', value=m.backend),
+            Parameter('threads', value=m.threads)])
+    outputs = [Output(m.label(), m.label(' (untrained)'), m.prefix, m.kind == 'stereo') for m in models]
+    monitor = Monitor(context, outputs, max_views=2 * LOOP_FRAMES)
     executor = MultiThreadedExecutor(context=context)
     for node in (source, *nodes.values(), monitor):
         executor.add_node(node)
+    threads = sorted({m.threads for m in models if m.threads})
     print(f'running {", ".join(n.get_name() for n in nodes.values())} on a {args.width}x{args.height} synthetic '
-          f'stereo camera at {args.rate:g} Hz for {args.seconds:g} s ...', flush=True)
+          f'stereo camera at {args.rate:g} Hz for {args.seconds:g} s'
+          + (f' ({"/".join(map(str, threads))} inference thread(s) per network)' if threads else '') + ' ...',
+          flush=True)
     deadline = time.monotonic() + args.seconds
     try:
         while time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
             if args.frames and all(len(o.received) >= args.frames for o in outputs):
                 break
+        monitor.recording = False
+        source.timer.cancel()
+        drain(executor, list(nodes.values()))  # every node finishes the last frame: one frame for the picture
     except KeyboardInterrupt:
         print('interrupted: reporting what arrived so far')
     finally:
+        monitor.recording = False
         source.timer.cancel()
         stop_executor(executor, [source, *nodes.values(), monitor])
-    metrics = {o.prefix: accuracy(o, monitor.truth) for o in outputs}
+    metrics = {o.prefix: accuracy(o, monitor) for o in outputs}
     print(report(args, monitor, outputs, nodes, metrics))
-    status = 0
+    silent = [nodes[o.prefix] for o in outputs if not o.frames]
+    status = 1 if not monitor.inputs or len(silent) == len(outputs) else 0
     if not monitor.inputs:
         print('depth-ros-demo: ERROR: no image arrived from camera_source', file=sys.stderr)
-        status = 1
-    for out in outputs:
-        if not out.received:
-            problem = nodes[out.prefix].errors.latest(1e9)
-            print(f'depth-ros-demo: ERROR: {nodes[out.prefix].get_name()} published no depth in {args.seconds:g} s'
-                  + (f'; last problem: {problem.message}' if problem else ''), file=sys.stderr)
-            status = 1
-    title = (f'depth_ros demo - synthetic {args.width}x{args.height} scene (seed {args.seed}), '
-             f'{", ".join(o.label for o in outputs)}')
+    for node in silent:
+        problem = node.errors.latest(1e9)
+        print(f'depth-ros-demo: {"ERROR" if status else "WARNING"}: {node.get_name()} published no depth in '
+              f'{args.seconds:g} s' + (f'; last problem: {problem.message}' if problem else ''), file=sys.stderr)
+    title = (f'depth_ros demo - synthetic {args.width}x{args.height} scene (seed {args.seed}): '
+             f'{", ".join(o.tag for o in outputs)}')
     figure = picture(outputs, monitor, source.source.camera.p[:, :3], title, metrics)
     if figure is not None:
         print(f'picture: {viz.write_image(args.out, figure)}')
     else:
-        print('no picture: no frame reached every node', file=sys.stderr)
+        print('no picture: no node delivered a frame', file=sys.stderr)
     for node in (monitor, *nodes.values(), source):
         node.destroy_node()
     return status

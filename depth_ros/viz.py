@@ -19,6 +19,7 @@ from . import geometry
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE = (255, 255, 255)
 GREY = (128, 128, 128)
+Panel = tuple[str, np.ndarray | None]  # (label, image); an image of None: an empty cell
 
 
 def _valid(depth: np.ndarray) -> np.ndarray:
@@ -240,11 +241,38 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def tile(panels: Sequence[tuple[str, np.ndarray]], columns: int, cell: tuple[int, int] = (320, 240),
-         title: str = '') -> np.ndarray:
+def text_panel(text: str, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """(h, w, 3) uint8 RGB black panel of ``size`` = (w, h) px with ``text`` in grey, word-wrapped
+    and centred (e.g. 'no output' in place of a picture)."""
+    w, h = size
+    out = np.zeros((h, w, 3), np.uint8)
+    lines: list[str] = []
+    for word in text.split():
+        if lines and cv2.getTextSize(f'{lines[-1]} {word}', FONT, 0.5, 1)[0][0] <= w - 16:
+            lines[-1] += f' {word}'
+        else:
+            lines.append(word)
+    y0 = h // 2 - 10 * (len(lines) - 1)
+    for i, line in enumerate(lines):
+        tw = cv2.getTextSize(line, FONT, 0.5, 1)[0][0]
+        cv2.putText(out, line, (max(4, (w - tw) // 2), y0 + 20 * i), FONT, 0.5, GREY, 1, cv2.LINE_AA)
+    return out
+
+
+def _clip_label(label: str, width: int, scale: float = 0.45) -> str:
+    """``label`` shortened with '...' to fit ``width`` px at font ``scale``."""
+    if cv2.getTextSize(label, FONT, scale, 1)[0][0] <= width:
+        return label
+    while label and cv2.getTextSize(label + '...', FONT, scale, 1)[0][0] > width:
+        label = label[:-1]
+    return label + '...'
+
+
+def tile(panels: Sequence[Panel], columns: int, cell: tuple[int, int] = (320, 240), title: str = '') -> np.ndarray:
     """Figure of labelled panels on a grid: each (label, (h, w, 3) uint8 RGB or (h, w) grey)
-    image is fitted into a ``cell`` = (width, height) box under its label, row by row;
-    an optional ``title`` line goes on top. Returns (H, W, 3) uint8 RGB."""
+    image is fitted into a ``cell`` = (width, height) box under its label (shortened to the
+    cell's width), row by row; an image of None leaves the cell empty; an optional ``title``
+    line goes on top. Returns (H, W, 3) uint8 RGB."""
     if not panels or columns < 1:
         raise ValueError('need at least one panel and one column')
     cw, ch = cell
@@ -253,18 +281,51 @@ def tile(panels: Sequence[tuple[str, np.ndarray]], columns: int, cell: tuple[int
     top = 28 if title else 0
     fig = np.full((top + rows * (ch + label_h), columns * cw, 3), 32, np.uint8)
     if title:
-        cv2.putText(fig, title, (8, 20), FONT, 0.55, WHITE, 1, cv2.LINE_AA)
+        cv2.putText(fig, _clip_label(title, columns * cw - 16, 0.55), (8, 20), FONT, 0.55, WHITE, 1, cv2.LINE_AA)
     for i, (label, image) in enumerate(panels):
+        if image is None:
+            continue
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f'panel {label!r} must be a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}')
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         y0, x0 = top + (i // columns) * (ch + label_h), (i % columns) * cw
-        cv2.putText(fig, label, (x0 + 6, y0 + 16), FONT, 0.45, WHITE, 1, cv2.LINE_AA)
+        cv2.putText(fig, _clip_label(label, cw - 10), (x0 + 6, y0 + 16), FONT, 0.45, WHITE, 1, cv2.LINE_AA)
         fig[y0 + label_h:y0 + label_h + ch, x0:x0 + cw] = _fit(image, cw, ch)
         cv2.rectangle(fig, (x0, y0 + label_h), (x0 + cw - 1, y0 + label_h + ch - 1), GREY, 1)
     return fig
+
+
+def column_layout(count: int, max_columns: int) -> tuple[int, int]:
+    """(blocks, columns per block) for ``count`` columns of panels wrapped into blocks of at most
+    ``max_columns`` columns, as even as possible (7 columns, at most 5: 2 blocks of 4)."""
+    if count < 1 or max_columns < 1:
+        raise ValueError(f'need count >= 1 and max_columns >= 1, got {count}, {max_columns}')
+    blocks = -(-count // max_columns)
+    return blocks, -(-count // blocks)
+
+
+def column_figure(columns: Sequence[Sequence[Panel]], max_columns: int = 5, lead: int = 0,
+                  cell: tuple[int, int] = (320, 240), title: str = '') -> np.ndarray:
+    """Figure of panel columns (e.g. each source's depth map above its point cloud) side by side.
+    The first ``lead`` columns (e.g. the reference) start every block; the others fill at most
+    ``max_columns - lead`` columns per block and wrap into further blocks below, evenly
+    (``column_layout``), so the figure stays readable for any number of columns. Columns may
+    differ in length (shorter ones leave empty cells). Returns (H, W, 3) uint8 RGB (``tile``)."""
+    if not 0 <= lead < max_columns or len(columns) <= lead:
+        raise ValueError(f'need 0 <= lead < max_columns and more than lead columns, got {lead}, {max_columns}, '
+                         f'{len(columns)}')
+    body = list(columns[lead:])
+    blocks, width = column_layout(len(body), max_columns - lead)
+    rows = max(len(c) for c in columns)
+    panels: list[Panel] = []
+    for b in range(blocks):
+        chunk = list(columns[:lead]) + body[b * width:(b + 1) * width]
+        for r in range(rows):
+            panels += [c[r] if r < len(c) else ('', None) for c in chunk]
+            panels += [('', None)] * (lead + width - len(chunk))
+    return tile(panels, lead + width, cell, title)
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> Path:

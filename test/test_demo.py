@@ -1,17 +1,26 @@
 """depth-ros-demo end to end in a subprocess that cannot import torch, message_filters,
-sensor_msgs_py or launch (as on a machine with only the PyPI packages): camera_source, the
-stereo node (SGBM) and the mono node (a tiny untrained model exported here) in one process."""
+sensor_msgs_py or launch (as on a machine with only the PyPI packages): camera_source, two stereo
+nodes (SGBM and BM, compared on the same frames) and the mono node (a tiny untrained model
+exported here) in one process; exit codes; a node without output flagged in its row (in
+process, with a real ROS run); the picture's layout."""
 import os
 import re
 import subprocess
 import sys
 
 import cv2
+import numpy as np
 import pytest
+import rclpy
+from rclpy.context import Context
 
-from depth_ros.demo import shipped_models
+from depth_ros import demo, viz
+from depth_ros.nodes.base import FrameError
+from depth_ros.nodes.diagnostics import ERROR
+from depth_ros.nodes.mono import MonoDepthNode
 
 BLOCKED = ('torch', 'message_filters', 'sensor_msgs_py', 'launch', 'launch_ros')
+CELL_W, CELL_H, LABEL_H, TITLE_H = 320, 240, 22, 28  # viz.tile's default layout
 
 
 @pytest.fixture(scope='module')
@@ -25,52 +34,138 @@ def env(tmp_path_factory):
                 OMP_NUM_THREADS='1')
 
 
-def demo(env, *args, timeout=120):
-    return subprocess.run([sys.executable, '-m', 'depth_ros.demo', *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+@pytest.fixture(scope='module')
+def mono_card(tmp_path_factory):
+    """A tiny untrained mono model (64x96 input)."""
+    from depth_ros.nets.export import export_model
+
+    return export_model('fastdepth', tmp_path_factory.mktemp('mono'), name='fastdepth_tiny', input_size=(64, 96))
+
+
+def demo_process(env, *args, timeout=120):
+    return subprocess.run([sys.executable, '-m', 'depth_ros.demo', '--threads', '1', *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
 
 
 def table_row(stdout: str, label: str) -> list[str]:
-    row = next(line for line in stdout.splitlines() if line.startswith(f'| {label}'))
+    row = next(line for line in stdout.splitlines() if line.startswith(f'| {label} |'))
     return [c.strip() for c in row.strip('|').split('|')]
 
 
-def test_demo_runs_stereo_and_mono_and_writes_the_picture(env, tmp_path):
-    from depth_ros.nets.export import export_model
-
-    card = export_model('fastdepth', tmp_path, name='fastdepth_tiny', input_size=(64, 96))
+def test_demo_compares_stereo_models_and_mono_and_writes_the_picture(env, mono_card, tmp_path):
     out = tmp_path / 'demo.png'
-    r = demo(env, '--seconds', '3', '--width', '320', '--height', '240', '--rate', '10',
-             '--mono-model', str(card), '--out', str(out))
+    r = demo_process(env, '--seconds', '3', '--width', '320', '--height', '240', '--rate', '10',
+                     '--stereo-models', 'opencv_sgbm,opencv_bm', '--mono-model', str(mono_card), '--out', str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert re.search(r'input rate (\d+\.\d) Hz', r.stdout) and float(re.search(r'input rate (\d+\.\d)', r.stdout)[1]) > 5
-    stereo = table_row(r.stdout, 'stereo: opencv_sgbm')
+    assert float(re.search(r'input rate (\d+\.\d) Hz', r.stdout)[1]) > 5
+    assert 'running stereo_depth_node_opencv_sgbm, stereo_depth_node_opencv_bm, mono_depth_node' in r.stdout
+    sgbm, bm = table_row(r.stdout, 'stereo: opencv_sgbm'), table_row(r.stdout, 'stereo: opencv_bm')
     mono = table_row(r.stdout, 'mono: fastdepth_tiny (untrained, for tests)')
-    assert stereo[1] == 'opencv_sgbm (opencv)' and '**untrained, for tests**' in mono[1]
-    assert 'onnxruntime' in mono[1]
-    for row in (stereo, mono):
+    assert sgbm[1] == 'opencv_sgbm (opencv)' and bm[1] == 'opencv_bm (opencv)'
+    assert '**untrained, for tests**' in mono[1] and 'onnxruntime' in mono[1]
+    for row in (sgbm, bm, mono):
         assert float(row[2]) > 2                                    # output rate (Hz)
         median, p90 = (float(v) for v in row[3].split('/'))         # depth latency (ms)
         assert 0 < median <= p90 < 2000
         assert float(row[4].split('/')[0]) > 0                     # cloud latency
-    absrel, rmse, delta1, bad3 = float(stereo[5]), float(stereo[6]), float(stereo[7].rstrip('%')), stereo[8]
-    assert absrel < 0.15 and rmse < 3 and delta1 > 80               # SGBM on a textured scene
-    assert float(bad3.rstrip('%')) < 20 and mono[8] == 'n/a'        # bad-3 only for disparity
-    assert float(mono[5]) > 0                                       # untrained: computed, not good
+        assert 20 <= float(row[9].rstrip('%')) <= 100              # valid share
+    absrel, rmse, delta1, bad3 = float(sgbm[5]), float(sgbm[6]), float(sgbm[7].rstrip('%')), float(sgbm[8].rstrip('%'))
+    assert absrel < 0.15 and rmse < 3 and delta1 > 80 and bad3 < 20  # SGBM on a textured scene
+    assert float(bm[5]) < 0.3 and float(bm[8].rstrip('%')) < 40       # BM: coarser, still depth
+    assert float(bm[9].rstrip('%')) < float(sgbm[9].rstrip('%'))       # and sparser than SGBM
+    assert float(mono[5]) > 0 and mono[8] == 'n/a'                  # untrained: computed, not good; no bad-3
+    for label in ('stereo: opencv_sgbm', 'stereo: opencv_bm'):
+        assert re.search(rf'^{label}: frames in \d+, out \d+, dropped \d+', r.stdout, re.M)
+    # picture: [left image | ground truth | sgbm | bm | mono] over [colour bar | their clouds], each cell drawn
     image = cv2.imread(str(out))
-    assert image is not None and image.shape[0] > 400 and image.shape[1] == 4 * 320  # left, truth, stereo, mono
-    assert (image.max(axis=2) > 40).mean() > 0.3                    # mostly drawn, not blank
+    assert image is not None and image.shape[:2] == (TITLE_H + 2 * (LABEL_H + CELL_H), 5 * CELL_W)
+    for row in range(2):
+        for col in range(5):
+            y0, x0 = TITLE_H + row * (LABEL_H + CELL_H) + LABEL_H, col * CELL_W
+            cell = image[y0 + 2:y0 + CELL_H - 2, x0 + 2:x0 + CELL_W - 2]
+            assert (cell.max(axis=2) > 40).mean() > (0.01 if row else 0.3), (row, col)
 
 
-def test_demo_fails_clearly_without_output_or_with_a_bad_model(env, tmp_path):
-    r = demo(env, '--stereo-model', 'no_such_model', '--out', str(tmp_path / 'x.png'))
-    assert r.returncode != 0 and "cannot load a model" in r.stderr and 'no_such_model' in r.stderr
+def test_demo_exit_codes_and_the_stereo_model_alias(env, tmp_path):
+    r = demo_process(env, '--stereo-models', 'opencv_sgbm,no_such_model', '--out', str(tmp_path / 'x.png'))
+    assert r.returncode == 2 and 'cannot load a model' in r.stderr and 'no_such_model' in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr
-    r = demo(env, '--rate', '-1')
+    r = demo_process(env, '--rate', '-1')
     assert r.returncode == 2 and '--rate must be in (0, 500] Hz' in r.stderr
-    # 0.2 s is shorter than the depth node's first subscription check: nothing can arrive
-    r = demo(env, '--seconds', '0.2', '--width', '64', '--height', '48', '--out', str(tmp_path / 'y.png'))
+    r = demo_process(env, '--stereo-models', 'opencv_sgbm,,opencv_bm')
+    assert r.returncode == 2 and '--stereo-models must be a comma-separated list' in r.stderr
+    # 0.2 s is shorter than the depth node's first subscription check: nothing can arrive (exit 1)
+    r = demo_process(env, '--stereo-model', 'opencv_bm', '--seconds', '0.2', '--width', '64', '--height', '48',
+                     '--out', str(tmp_path / 'y.png'))
     assert r.returncode == 1, r.stdout + r.stderr
-    assert 'stereo_depth_node published no depth' in r.stderr
-    if not shipped_models('mono'):
+    assert 'ERROR: stereo_depth_node_opencv_bm published no depth' in r.stderr
+    assert '| stereo: opencv_bm | opencv_bm (opencv) | NO OUTPUT |' in r.stdout
+    r = demo_process(env, '--stereo-models', 'opencv_sgbm,opencv_sgbm', '--seconds', '0.2', '--width', '64',
+                     '--height', '48', '--out', str(tmp_path / 'y.png'))
+    assert r.returncode == 1 and 'stereo_depth_node_opencv_sgbm, stereo_depth_node_opencv_sgbm_2' in r.stdout
+    if not demo.shipped_models('mono'):
         assert 'mono_depth_node: SKIPPED' in r.stdout
+
+
+def test_a_node_without_output_is_flagged_in_its_row_and_the_demo_succeeds(mono_card, tmp_path, monkeypatch,
+                                                                            capsys):
+    def reject(self, frame):
+        raise FrameError('estimator', 'test: every frame rejected', ERROR)
+
+    monkeypatch.setattr(MonoDepthNode, 'process', reject)
+    args = demo.parse_args(['--seconds', '2', '--width', '160', '--height', '120', '--threads', '1',
+                            '--mono-model', str(mono_card), '--out', str(tmp_path / 'z.png')])
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        status = demo.run(args, context)
+    finally:
+        rclpy.try_shutdown(context=context)
+    captured = capsys.readouterr()
+    assert status == 0, captured.out + captured.err
+    sgbm = table_row(captured.out, 'stereo: opencv_sgbm')
+    assert float(sgbm[2]) > 2 and float(sgbm[5]) < 0.15
+    mono = table_row(captured.out, 'mono: fastdepth_tiny (untrained, for tests)')
+    assert mono[2] == 'NO OUTPUT' and mono[3:] == ['n/a'] * 7
+    assert re.search(r'^mono: fastdepth_tiny \(untrained, for tests\): NO depth image in 2 s - last problem: '
+                     r'test: every frame rejected', captured.out, re.M)
+    assert 'WARNING: mono_depth_node published no depth' in captured.err
+    image = cv2.imread(str(tmp_path / 'z.png'))   # sgbm's depth and cloud; 'no depth' panels for mono
+    assert image is not None and image.shape[1] == 4 * CELL_W
+
+
+def test_picture_columns_wrap_evenly_and_every_block_starts_with_the_reference():
+    assert [viz.column_layout(n, 3) for n in (1, 3, 4, 5, 7)] == [(1, 1), (1, 3), (2, 2), (2, 3), (3, 3)]
+    red, blue = np.zeros((30, 40, 3), np.uint8), np.zeros((30, 40, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    reference = [('truth', blue), ('truth below', red)]
+    columns = [reference] + [[(f'c{i}', red), (f'c{i} below', blue)] for i in range(2)] + [[('short', red)]]
+    fig = viz.column_figure(columns, max_columns=3, lead=1, cell=(80, 60))
+    assert fig.shape == (4 * (22 + 60), 3 * 80, 3)             # 3 columns after the reference, 2 per block
+
+    def colour(row, col):                                       # mean RGB inside a cell
+        return fig[row * 82 + 32:row * 82 + 72, col * 80 + 10:col * 80 + 70].reshape(-1, 3).mean(axis=0)
+
+    assert colour(0, 0)[2] > 200 and colour(2, 0)[2] > 200      # the reference starts both blocks
+    assert colour(0, 1)[0] > 200 and colour(1, 2)[2] > 200      # block 1: c0, c1 above their blue panels
+    assert colour(2, 1)[0] > 200                                # block 2: 'short' ...
+    assert colour(3, 1).max() < 40 and colour(2, 2).max() < 40  # ... with empty cells below and beside it
+    with pytest.raises(ValueError, match='lead'):
+        viz.column_figure([reference, reference], max_columns=2, lead=2)
+    assert viz.text_panel('no depth for this frame', (160, 120)).max() > 0
+
+
+def test_default_stereo_models_are_the_trained_shipped_ones_then_sgbm(tmp_path, monkeypatch):
+    import json
+
+    for name, kind, trained in (('net_a', 'stereo', True), ('net_b', 'stereo', False), ('mono_a', 'mono', True)):
+        (tmp_path / f'{name}.json').write_text(json.dumps({
+            'name': name, 'arch': 'anynet', 'kind': kind, 'trained': trained, 'input': {'size': [64, 96]},
+            'graphs': [{'stages': 1, 'file': f'{name}.onnx'}],
+            'output': {'quantity': 'disparity' if kind == 'stereo' else 'depth'}}))
+    monkeypatch.setenv('DEPTH_ROS_MODELS', str(tmp_path))
+    models = demo.parse_args([]).stereo_models
+    assert models[0] == str(tmp_path / 'net_a.json') and models[-1] == 'opencv_sgbm'
+    assert not any('net_b' in m or 'mono_a' in m for m in models)
+    assert demo.parse_args(['--stereo-model', 'opencv_bm']).stereo_models == ['opencv_bm']
+    assert demo.parse_args(['--stereo-models', 'opencv_bm, opencv_sgbm']).stereo_models == ['opencv_bm', 'opencv_sgbm']
