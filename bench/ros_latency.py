@@ -43,7 +43,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import msgs
-from depth_ros.demo import shipped_models, stamp_of, stamp_seconds, stop_executor
+from depth_ros.demo import shipped_models, stop_executor
+from depth_ros.demo_monitor import stamp_of, stamp_seconds
 from depth_ros.model_card import load_card
 from depth_ros.nodes.camera_source import CameraSource
 from depth_ros.nodes.diagnostics import status_values

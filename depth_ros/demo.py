@@ -37,7 +37,6 @@ from rclpy.parameter import Parameter
 
 from . import geometry, msgs, viz
 from .demo_monitor import KEEP, WARMUP, Monitor, Output, Stamp, accuracy, percentiles_ms, rate
-from .demo_monitor import stamp_of, stamp_seconds  # noqa: F401  (bench/ros_latency.py imports them from here)
 from .model_card import ModelCardError, load_card, model_dirs
 from .sources import SourceError
 

@@ -77,6 +77,8 @@ class OrtRunner:
                  input_names: Sequence[str] = ()) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # idle worker threads sleep instead of spinning: a node shares the CPU with the rest of the robot
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         options.log_severity_level = 3  # errors only: ORT's warnings are about graph internals
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
