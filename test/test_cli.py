@@ -28,12 +28,7 @@ TINY_AUTOENCODER = ['--set', 'model.options={levels: 3, filters: [8, 16, 32, 64]
                     '--set', 'data.val_batch_size=1', *QUIET]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def last_json(text: str) -> dict:

@@ -22,12 +22,7 @@ from depth_ros.training.trainer import Trainer, amp_dtype
 QUIET = ['log.progress=false', 'log.tensorboard=false']
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def tiny_stereo(out, *extra: str) -> TrainConfig:
