@@ -138,13 +138,15 @@ def test_cli_with_arch_and_options(tmp_path: Path) -> None:
 
 def test_fp16_weights_halve_the_files_within_tolerance(exported, tmp_path: Path) -> None:
     model, fp32_card = exported[8]
-    card_path = export_model('anynet', tmp_path, name='anynet_spn8', options=OPTIONS[8],
+    card_path = export_model('anynet', tmp_path, options=OPTIONS[8],
                              state_dict=model.state_dict(), input_size=SIZE, fp16=True)
     card, ref = load_card(card_path), load_card(fp32_card)
-    assert card.name == 'anynet_spn8_fp16' and card.output['precision'] == 'fp16'
+    assert card.name == 'anynet_fp16' and card.output['precision'] == 'fp16'
+    assert load_card(export_model('anynet', tmp_path, name='named', options=OPTIONS[8], input_size=SIZE,
+                                  fp16=True)).name == 'named'  # a given name is kept as it is
     for k in card.stages:
         path, ref_path = card.graph_path(k), ref.graph_path(k)
-        assert path.name == f'anynet_spn8_fp16.s{k}.onnx'
+        assert path.name == f'anynet_fp16.s{k}.onnx'
         assert path.stat().st_size < 0.75 * ref_path.stat().st_size
         graph = onnx.load(str(path)).graph
         assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)

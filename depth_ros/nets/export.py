@@ -13,9 +13,10 @@ recurrence as an ONNX Loop whose trip count follows the input width; the dynamo 
 cannot export that loop without unrolling it to a fixed width. H and W are dynamic axes
 (multiples of ``model.multiple_of``) unless ``dynamic=False``; the batch is fixed to 1.
 
-``fp16=True`` writes ``<name>_fp16...`` graphs whose weights are stored as float16 and cast to
-float32 when the session loads them: half the file size, float32 arithmetic and I/O, so ORT's
-CPU provider runs them unchanged; the card says ``output.precision: fp16``.
+``fp16=True`` writes graphs (``<arch>_fp16...`` unless named) whose weights are stored as
+float16 and cast to float32 when the session loads them: half the file size, float32
+arithmetic and I/O, so ORT's CPU provider runs them unchanged; the card says
+``output.precision: fp16``.
 
 Checkpoints (shared with the trainer) are ``torch.save``d dicts of plain data:
 ``{'arch': str, 'options': dict, 'model': state_dict, 'card': dict, ...}``.
@@ -92,8 +93,8 @@ def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
     ``input_size`` (H, W) in px is the tracing size recorded in the card (default: the model's
     ``input_size`` attribute, else 256x512). ``card`` may give ``trained`` (default: whether a
     state_dict was given), ``training``, ``metrics`` and ``f_canonical`` (focal length in px of
-    the canonical camera, mono). The stem is ``name`` (default ``arch``), plus ``_fp16`` with
-    ``fp16``. Returns the path of the card ``<out_dir>/<stem>.json``.
+    the canonical camera, mono). The stem is ``name``, default ``arch`` (plus ``_fp16`` with
+    ``fp16``). Returns the path of the card ``<out_dir>/<stem>.json``.
     """
     options = dict(options or {})
     card = dict(card or {})
@@ -112,7 +113,7 @@ def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
     if height % model.multiple_of or width % model.multiple_of:
         raise ValueError(f'input size {height}x{width} is not a multiple of {model.multiple_of}')
 
-    stem = (name or arch) + ('_fp16' if fp16 else '')
+    stem = name or arch + ('_fp16' if fp16 else '')
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = tuple(torch.rand(1, 3, height, width) for _ in INPUT_NAMES[kind])
