@@ -37,7 +37,7 @@ from rclpy.parameter import Parameter
 
 from . import geometry, msgs, viz
 from .demo_monitor import KEEP, WARMUP, Monitor, Output, Stamp, accuracy, percentiles_ms, rate
-from .model_card import ModelCardError, load_card, model_dirs
+from .model_card import ModelCardError, shipped_cards
 from .sources import SourceError
 
 LOOP_FRAMES = 16    # synthetic frames rendered before the run (played back and forth)
@@ -49,16 +49,7 @@ OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'disparity')
 
 def shipped_models(kind: str) -> list[str]:
     """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, by name."""
-    cards = []
-    for d in model_dirs():
-        for path in sorted(d.glob('*.json')):
-            try:
-                card = load_card(path)
-            except ModelCardError:
-                continue
-            if card.kind == kind and card.trained:
-                cards.append(str(path))
-    return cards
+    return [str(card.directory / f'{card.name}.json') for card in shipped_cards(kind)]
 
 
 @dataclass

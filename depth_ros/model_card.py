@@ -180,3 +180,53 @@ def find_card(model: str | Path) -> Path:
             return d / f'{model}.json'
     known = sorted({p.stem for d in model_dirs() for p in d.glob('*.json')})
     raise ModelCardError(f'no model named {str(model)!r}; shipped models: {", ".join(known) or "none"}')
+
+
+def shipped_cards(kind: str | None = None, trained: bool = True) -> list[ModelCard]:
+    """Valid cards found in ``model_dirs()`` (the first of each name), sorted by name; only
+    ``kind`` ('mono' | 'stereo') if given, only trained ones unless ``trained`` is False."""
+    cards: dict[str, ModelCard] = {}
+    for d in model_dirs():
+        for path in sorted(d.glob('*.json')):
+            try:
+                card = load_card(path)
+            except ModelCardError:
+                continue
+            if (kind is None or card.kind == kind) and (card.trained or not trained):
+                cards.setdefault(card.name, card)
+    return [cards[name] for name in sorted(cards)]
+
+
+def describe_cards(cards: list[ModelCard]) -> str:
+    """Markdown table of cards: what each model is, how it was trained, its held-out metrics."""
+    rows = ['| model | kind | arch (options) | input H x W | stages | size MB | trained | held-out metrics |',
+            '|---|---|---|---|---|---|---|---|']
+    for c in cards:
+        size = sum((c.directory / g.file).stat().st_size for g in c.graphs if (c.directory / g.file).is_file()) / 1e6
+        options = ', '.join(f'{k}={v}' for k, v in c.options.items())
+        trained = f'{c.training.get("steps", "?")} steps on {c.training.get("device", "?")}' if c.trained else 'no'
+        held_out = []
+        for key, value in c.metrics.items():
+            m = value.get('metrics') if isinstance(value, dict) else None
+            if m:
+                shown = ('bad3', 'epe') if c.kind == 'stereo' else ('absrel', 'delta1')
+                held_out.append(f'{key}: ' + ', '.join(f'{k} {m[k]:.3f}' for k in shown if k in m))
+        rows.append(f'| {c.name} | {c.kind} | {c.arch}{f" ({options})" if options else ""} | '
+                    f'{" x ".join(map(str, c.input.get("size") or []))} | {",".join(map(str, c.stages))} | '
+                    f'{size:.2f} | {trained} | {"; ".join(held_out) or "-"} |')
+    return '\n'.join(rows)
+
+
+def main() -> None:
+    """``python -m depth_ros.model_card [folder]``: the models found (default: the shipped ones)."""
+    import sys
+
+    if len(sys.argv) > 1:
+        cards = [load_card(p) for p in sorted(Path(sys.argv[1]).glob('*.json'))]
+    else:
+        cards = shipped_cards(trained=False)
+    print(describe_cards(cards))
+
+
+if __name__ == '__main__':
+    main()

@@ -59,6 +59,7 @@ def test_stereo_train_resume_export_evaluate_compare(tmp_path, capsys):
     card_path = models / 'tiny.json'
     card = load_card(card_path)
     assert card.trained and card.training['steps'] == 4 and card.stages == [1, 2, 3]
+    assert card.training['device'] == 'cpu (1 threads)'
     capsys.readouterr()
 
     evaluate.main(['--model', str(card_path), '--data', 'synthetic', '--n', '2', '--out', str(tmp_path / 'm.json'),

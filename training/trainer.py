@@ -235,6 +235,14 @@ class Trainer:
         return self.metrics
 
     # ------------------------------------------------------------------ checkpoints
+    def _device_name(self) -> str:
+        """'cpu (N threads)' or the GPU's name, times the number of processes."""
+        if self.device.type == 'cuda':
+            name = torch.cuda.get_device_name(self.device)
+        else:
+            name = f'cpu ({torch.get_num_threads()} threads)'
+        return f'{self.dist.world} x {name}' if self.dist.world > 1 else name
+
     def card(self) -> dict[str, Any]:
         """Model-card fields for export: training provenance and the latest validation metrics."""
         cfg = self.cfg
@@ -243,7 +251,7 @@ class Trainer:
         training = {'recipe': cfg.name, 'steps': self.step, 'samples': samples, 'data': cfg.data.source,
                     'input_size': size, 'loss': {k: dict(v) for k, v in cfg.loss.terms.items()},
                     'optimizer': cfg.optim.name, 'lr': cfg.optim.lr, 'seed': cfg.system.seed,
-                    'elapsed_s': round(self.elapsed, 1)}
+                    'elapsed_s': round(self.elapsed, 1), 'device': self._device_name()}
         metrics = {}
         if self.metrics:
             metrics['validation'] = {'data': cfg.data.val_source or cfg.data.source, 'step': self.step, **self.metrics}
