@@ -125,6 +125,22 @@ def test_checkpoint_round_trip_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert load_card(tmp_path / 'models' / 'sized.json').input['size'] == [48, 80]
 
 
+def test_checkpoint_with_options_keeps_the_shared_tensors(tmp_path: Path) -> None:
+    """AnyNet without SPN from an SPN-8 checkpoint: stages 1-3 are the same weights and outputs."""
+    model = _randomized(8)
+    ckpt = save_checkpoint(tmp_path / 'spn8.pt', model, 'anynet', OPTIONS[8], card=CARD)
+    main(['--checkpoint', str(ckpt), '--option', 'spn_channels=0', '--name', 'nospn',
+          '--out', str(tmp_path), '--input-size', '32', '64'])
+    card = load_card(tmp_path / 'nospn.json')
+    assert card.options['spn_channels'] == 0 and card.stages == [1, 2, 3] and card.trained
+    assert 'dropped' in card.training['derived'] and card.metrics == CARD['metrics']
+    left, right = _pair(32, 64, seed=2)
+    for k in (1, 3):
+        assert onnx_parity(model, tmp_path / 'nospn.json', left, right, stages=k) <= 1e-4
+    with pytest.raises(ValueError, match='lacks'):  # more SPN channels than were trained
+        main(['--checkpoint', str(ckpt), '--option', 'spn_channels=4', '--out', str(tmp_path)])
+
+
 def test_cli_with_arch_and_options(tmp_path: Path) -> None:
     main(['--arch', 'anynet', '--option', 'spn_channels=0', '--option', 'max_disparity=64',
           '--out', str(tmp_path), '--input-size', '32', '64', '--static'])

@@ -215,6 +215,25 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def derive_state(arch: str, options: dict[str, Any], state: dict[str, Any], card: dict | None,
+                 source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Weights of ``create_model(arch, **options)`` taken from a checkpoint trained with other
+    options: the tensors the new model has, which must all be in ``state`` with the same shapes
+    (e.g. AnyNet without its SPN from an SPN checkpoint). The card's ``training`` says so."""
+    wanted = create_model(arch, **options).state_dict()
+    missing = [k for k, v in wanted.items() if k not in state or state[k].shape != v.shape]
+    if missing:
+        raise ValueError(f'{source}: options {options} need tensors the checkpoint lacks or shapes it '
+                         f'does not match: {missing[:5]}{" ..." if len(missing) > 5 else ""}')
+    dropped = sorted(set(state) - set(wanted))
+    card = dict(card or {})
+    training = dict(card.get('training') or {})
+    training['derived'] = (f'weights of {source} with options {options}: '
+                           f'{len(wanted)} tensors kept, {len(dropped)} dropped')
+    card['training'] = training
+    return {k: state[k] for k in wanted}, card
+
+
 def _parse_option(text: str) -> tuple[str, Any]:
     """'key=value' -> (key, Python literal of value, or the raw string)."""
     key, sep, value = text.partition('=')
@@ -239,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     src.add_argument('--arch', help='registered architecture (exported untrained)')
     src.add_argument('--checkpoint', type=Path, help='checkpoint .pt written by the trainer')
     p.add_argument('--option', type=_parse_option, action='append', default=[], metavar='KEY=VALUE',
-                   help='create_model option (with --arch), repeatable')
+                   help='create_model option, repeatable (with --checkpoint: overrides its options, keeping the '
+                   'tensors the derived model shares, e.g. spn_channels=0)')
     p.add_argument('--name', help='file stem of the card and graphs (default: the arch)')
     p.add_argument('--out', type=Path, default=Path('models'), help='output folder')
     p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), help='tracing/card size, px')
@@ -249,10 +269,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     if args.checkpoint:
-        if args.option:
-            p.error('--option only goes with --arch (a checkpoint carries its options)')
         ckpt = read_checkpoint(args.checkpoint)
         arch, options, state, card = ckpt['arch'], ckpt.get('options', {}), ckpt['model'], ckpt.get('card')
+        if args.option:
+            options = {**options, **dict(args.option)}
+            state, card = derive_state(arch, options, state, card, str(args.checkpoint))
     else:
         arch, options, state, card = args.arch, dict(args.option), None, None
     size = args.input_size or checkpoint_input_size(card)
