@@ -40,6 +40,7 @@ INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
           (Image, 'right/image_rect'), (CameraInfo, 'right/camera_info'))
 OPENCV = ('opencv_sgbm', 'opencv_bm')
 FALLBACK = 'opencv_sgbm'
+DEFAULT_MODEL = 'anynet_spn8'  # the shipped, trained network (models/anynet_spn8.json)
 # stereo_image_proc's parameter names (under 'sgbm.'), with ranges; defaults come from the estimator
 SGBM_PARAMS: dict[str, tuple[str, tuple[float, float] | None]] = {
     'correlation_window_size': ('Matching window (px, odd); SGBM 3-11 is usual, BM at least 5.', (1, 255)),
@@ -69,7 +70,7 @@ class StereoDepthNode(DepthNode):
 
     def __init__(self, **kwargs: Any) -> None:
         self._sync: Synchronizer | None = None
-        super().__init__('stereo_depth_node', default_model=FALLBACK, max_depth=20.0, **kwargs)
+        super().__init__('stereo_depth_node', default_model=DEFAULT_MODEL, max_depth=20.0, **kwargs)
 
     def declare_specific(self) -> None:
         p = self.params
