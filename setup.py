@@ -45,6 +45,7 @@ setup(
             'depth-ros-train = depth_ros.training.cli.train:main',
             'depth-ros-evaluate = depth_ros.training.cli.evaluate:main',
             'depth-ros-compare = depth_ros.training.cli.compare:main',
+            'depth-ros-render = depth_ros.training.data.rendered:main',
         ],
     },
 )

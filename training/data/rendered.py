@@ -11,7 +11,7 @@ with crops and augmentation is far cheaper. Each sample is one ``.npz`` file:
 The reader (``rendered:<folder>`` in training recipes) returns the usual float samples with NaN
 invalid, so mono training converts to the canonical camera with each sample's fx.
 
-    python -m depth_ros.training.data.rendered stereo out/stereo --n 4000 --size 256 512
+    depth-ros-render stereo out/stereo --n 4000 --size 256 512
 """
 from __future__ import annotations
 
@@ -126,7 +126,9 @@ class Rendered(Reader):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description='Render a synthetic dataset to disk (numpy renderer, parallel).')
+    """``depth-ros-render``: render a synthetic dataset to disk (read back as ``rendered:<root>``)."""
+    parser = argparse.ArgumentParser(prog='depth-ros-render',
+                                     description='Render a synthetic dataset to disk (numpy renderer, parallel).')
     parser.add_argument('kind', choices=('stereo', 'mono'))
     parser.add_argument('root', help='output folder')
     parser.add_argument('--n', type=int, default=4000, help='number of samples')
