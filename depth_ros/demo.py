@@ -48,8 +48,10 @@ OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'disparity')
 
 
 def shipped_models(kind: str) -> list[str]:
-    """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, by name."""
-    return [str(card.directory / f'{card.name}.json') for card in shipped_cards(kind)]
+    """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, by name,
+    without those derived from another model's weights (``anynet`` is ``anynet_spn8``'s stages 1-3)."""
+    return [str(card.directory / f'{card.name}.json') for card in shipped_cards(kind)
+            if not card.training.get('derived')]
 
 
 @dataclass
@@ -171,7 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--stereo-models', '--stereo-model', dest='stereo_models', default=None,
                    help="stereo models to compare, comma-separated: 'opencv_sgbm', 'opencv_bm', shipped model "
                    'names (models/<name>.json) or model card / .onnx paths; default: every trained stereo model '
-                   'shipped in models/, then opencv_sgbm')
+                   'shipped in models/ (not those derived from another one), then opencv_sgbm')
     p.add_argument('--mono-model', default=None, help='mono model (name or card path); default: a trained mono '
                    'model shipped in models/, else the mono node is skipped')
     p.add_argument('--backend', default='auto', choices=('auto', 'onnxruntime', 'torch'),

@@ -158,14 +158,17 @@ def test_picture_columns_wrap_evenly_and_every_block_starts_with_the_reference()
 def test_default_stereo_models_are_the_trained_shipped_ones_then_sgbm(tmp_path, monkeypatch):
     import json
 
-    for name, kind, trained in (('net_a', 'stereo', True), ('net_b', 'stereo', False), ('mono_a', 'mono', True)):
+    for name, kind, trained, training in (('net_a', 'stereo', True, {}), ('net_b', 'stereo', False, {}),
+                                          ('net_c', 'stereo', True, {'derived': 'net_a without SPN'}),
+                                          ('mono_a', 'mono', True, {})):
         (tmp_path / f'{name}.json').write_text(json.dumps({
             'name': name, 'arch': 'anynet', 'kind': kind, 'trained': trained, 'input': {'size': [64, 96]},
+            'training': training,
             'graphs': [{'stages': 1, 'file': f'{name}.onnx'}],
             'output': {'quantity': 'disparity' if kind == 'stereo' else 'depth'}}))
     monkeypatch.setenv('DEPTH_ROS_MODELS', str(tmp_path))
     models = demo.parse_args([]).stereo_models
     assert str(tmp_path / 'net_a.json') in models and models[-1] == 'opencv_sgbm'
-    assert not any('net_b' in m or 'mono_a' in m for m in models)
+    assert not any(name in m for m in models for name in ('net_b', 'net_c', 'mono_a', '/anynet.json'))
     assert demo.parse_args(['--stereo-model', 'opencv_bm']).stereo_models == ['opencv_bm']
     assert demo.parse_args(['--stereo-models', 'opencv_bm, opencv_sgbm']).stereo_models == ['opencv_bm', 'opencv_sgbm']
