@@ -43,7 +43,7 @@ SGBM_MODES = {'sgbm': cv2.STEREO_SGBM_MODE_SGBM, 'hh': cv2.STEREO_SGBM_MODE_HH,
 DISP_SCALE = 16  # OpenCV's fixed-point disparity: 16 units per pixel
 
 # name: (low, high, odd, multiple) integer ranges; uniqueness_ratio, P1, P2 may be fractional
-_RANGES: dict[str, tuple[int, int, bool, int]] = {
+RANGES: dict[str, tuple[int, int, bool, int]] = {
     'correlation_window_size': (1, 255, True, 1),
     'min_disparity': (-2048, 2048, False, 1),
     'disparity_range': (16, 4096, False, 16),
@@ -57,7 +57,7 @@ _RANGES: dict[str, tuple[int, int, bool, int]] = {
     'prefilter_cap': (1, 63, False, 1),
     'prefilter_size': (5, 255, True, 1),
 }
-_FRACTIONAL = {'uniqueness_ratio', 'P1', 'P2'}
+FRACTIONAL = ('uniqueness_ratio', 'P1', 'P2')
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     'opencv_sgbm': dict(correlation_window_size=5, min_disparity=0, disparity_range=128, uniqueness_ratio=10,
@@ -70,10 +70,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _check_number(name: str, value: Any) -> int | float:
-    low, high, odd, multiple = _RANGES[name]
+    low, high, odd, multiple = RANGES[name]
     if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
         raise EstimatorError(f'stereo parameter {name} must be a number, got {value!r}')
-    if name not in _FRACTIONAL:
+    if name not in FRACTIONAL:
         if value != int(value):
             raise EstimatorError(f'stereo parameter {name} must be an integer, got {value!r}')
         value = int(value)

@@ -30,7 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from stereo_msgs.msg import DisparityImage
 
 from .. import geometry, msgs
-from ..inference import StereoEstimator
+from ..inference import StereoEstimator, opencv_stereo
 from .base import DepthNode, FrameError
 from .common import run_node
 from .diagnostics import ERROR
@@ -41,24 +41,22 @@ INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
 OPENCV = ('opencv_sgbm', 'opencv_bm')
 FALLBACK = 'opencv_sgbm'
 DEFAULT_MODEL = 'anynet_spn8'  # the shipped, trained network (models/anynet_spn8.json)
-# stereo_image_proc's parameter names (under 'sgbm.'), with ranges; defaults come from the estimator
-SGBM_PARAMS: dict[str, tuple[str, tuple[float, float] | None]] = {
-    'correlation_window_size': ('Matching window (px, odd); SGBM 3-11 is usual, BM at least 5.', (1, 255)),
-    'min_disparity': ('First disparity searched (px).', (-2048, 2048)),
-    'disparity_range': ('Number of disparities searched (px, multiple of 16).', (16, 4096)),
-    'uniqueness_ratio': ('Margin (%) by which the best match must beat the second best.', (0.0, 100.0)),
-    'texture_threshold': ('(BM) minimum texture in the window.', (0, 10000)),
-    'speckle_size': ('Remove disparity speckles smaller than this (px; 0: off).', (0, 1000)),
-    'speckle_range': ('Max disparity variation within a speckle (px).', (0, 31)),
-    'disp12_max_diff': ('Max left-right consistency difference (px; -1: off).', (-1, 128)),
-    'P1': ('(SGBM) penalty for disparity changes of 1 px (0: 8*channels*window^2).', (0.0, 100000.0)),
-    'P2': ('(SGBM) penalty for larger disparity changes (0: 32*channels*window^2).', (0.0, 100000.0)),
-    'prefilter_cap': ('Clip of the prefiltered image.', (1, 63)),
-    'prefilter_size': ('(BM) prefilter window (px, odd).', (5, 255)),
-    'sgbm_mode': ("(SGBM) 'sgbm_3way' (fastest), 'sgbm' (5 paths), 'hh' (full DP), 'hh4'.", None),
+# stereo_image_proc's parameter names (under 'sgbm.'); ranges and modes come from the OpenCV backend
+SGBM_HELP: dict[str, str] = {
+    'correlation_window_size': 'Matching window (px, odd); SGBM 3-11 is usual, BM at least 5.',
+    'min_disparity': 'First disparity searched (px).',
+    'disparity_range': 'Number of disparities searched (px, multiple of 16).',
+    'uniqueness_ratio': 'Margin (%) by which the best match must beat the second best.',
+    'texture_threshold': '(BM) minimum texture in the window.',
+    'speckle_size': 'Remove disparity speckles smaller than this (px; 0: off).',
+    'speckle_range': 'Max disparity variation within a speckle (px).',
+    'disp12_max_diff': 'Max left-right consistency difference (px; -1: off).',
+    'P1': '(SGBM) penalty for disparity changes of 1 px (0: 8*channels*window^2).',
+    'P2': '(SGBM) penalty for larger disparity changes (0: 32*channels*window^2).',
+    'prefilter_cap': 'Clip of the prefiltered image.',
+    'prefilter_size': '(BM) prefilter window (px, odd).',
+    'sgbm_mode': "(SGBM) 'sgbm_3way' (fastest), 'sgbm' (5 paths), 'hh' (full DP), 'hh4'.",
 }
-SGBM_MODES = ('sgbm_3way', 'sgbm', 'hh', 'hh4')
-FRACTIONAL = ('uniqueness_ratio', 'P1', 'P2')
 
 
 class StereoDepthNode(DepthNode):
@@ -85,10 +83,13 @@ class StereoDepthNode(DepthNode):
                   range=(0.0, 1.0), read_only=True)
         model = p.get('model')
         defaults = StereoEstimator(model if model in OPENCV else FALLBACK).sgbm_params
-        for name, (description, limits) in SGBM_PARAMS.items():
-            default = float(defaults[name]) if name in FRACTIONAL else defaults[name]
-            p.declare(f'sgbm.{name}', default, description + ' Used by opencv_sgbm / opencv_bm.', range=limits,
-                      step=16 if name == 'disparity_range' else 0, choices=SGBM_MODES if limits is None else None)
+        for name, description in SGBM_HELP.items():
+            default = float(defaults[name]) if name in opencv_stereo.FRACTIONAL else defaults[name]
+            low, high, _, multiple = opencv_stereo.RANGES.get(name, (0, 0, False, 0))
+            p.declare(f'sgbm.{name}', default, description + ' Used by opencv_sgbm / opencv_bm.',
+                      range=(low, high) if name in opencv_stereo.RANGES else None,
+                      step=multiple if multiple > 1 else 0,
+                      choices=None if name in opencv_stereo.RANGES else tuple(opencv_stereo.SGBM_MODES))
 
     def extra_publishers(self, qos: Any) -> None:
         self.disparity_pub = self.create_publisher(DisparityImage, 'disparity', qos)
@@ -99,7 +100,7 @@ class StereoDepthNode(DepthNode):
     # --- estimator -------------------------------------------------------------------------
     @staticmethod
     def _sgbm(values: dict[str, Any]) -> dict[str, Any]:
-        return {name: values[f'sgbm.{name}'] for name in SGBM_PARAMS}
+        return {name: values[f'sgbm.{name}'] for name in SGBM_HELP}
 
     def load(self, values: dict[str, Any]) -> StereoEstimator:
         model = values['model']
