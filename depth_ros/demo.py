@@ -215,8 +215,11 @@ def check_models(args: argparse.Namespace) -> list[Model]:
     """Load the requested models once so a bad name fails here with a clear message (exit 2);
     returns the nodes to run, each with a unique key and its share of the CPU threads."""
     from .inference import DepthEstimator, EstimatorError, StereoEstimator
+    from .nodes.mono import DEFAULT_MODEL as MONO_DEFAULT
 
-    mono = args.mono_model or next(iter(shipped_models('mono')), None)
+    shipped = shipped_models('mono')  # the mono node's default first, when it is shipped
+    shipped.sort(key=lambda path: Path(path).stem != MONO_DEFAULT)
+    mono = args.mono_model or next(iter(shipped), None)
     wanted = [('stereo', m) for m in args.stereo_models] + ([('mono', mono)] if mono is not None else [])
     models: list[Model] = []
     for kind, model in wanted:

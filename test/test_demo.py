@@ -114,7 +114,8 @@ def test_a_node_without_output_is_flagged_in_its_row_and_the_demo_succeeds(mono_
 
     monkeypatch.setattr(MonoDepthNode, 'process', reject)
     args = demo.parse_args(['--seconds', '2', '--width', '160', '--height', '120', '--threads', '1',
-                            '--mono-model', str(mono_card), '--out', str(tmp_path / 'z.png')])
+                            '--stereo-models', 'opencv_sgbm', '--mono-model', str(mono_card),
+                            '--out', str(tmp_path / 'z.png')])
     context = Context()
     rclpy.init(context=context)
     try:

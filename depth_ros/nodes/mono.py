@@ -25,7 +25,7 @@ from .base import DepthNode, FrameError
 from .common import run_node
 from .diagnostics import ERROR
 
-DEFAULT_MODEL = 'fastdepth'  # the shipped student (models/fastdepth.json) once trained weights exist
+DEFAULT_MODEL = 'mbv2_fbnet_kd'  # the best shipped student (models/mbv2_fbnet_kd.json; README results)
 
 
 class MonoDepthNode(DepthNode):
