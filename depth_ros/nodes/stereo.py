@@ -74,7 +74,7 @@ class StereoDepthNode(DepthNode):
         p = self.params
         p.declare('stages', 0, 'Stages of an anytime network (AnyNet: 1-3, 4 = with SPN refinement) to run; '
                   '0: all. Fewer is faster and coarser.', range=(0, 4))
-        p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5 halves the work); '
+        p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the pixels to match); '
                   'outputs stay at the input resolution.', range=(0.1, 2.0))
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
