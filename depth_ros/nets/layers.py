@@ -345,5 +345,17 @@ class MonoDepthNet(nn.Module):
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
         raise NotImplementedError
 
+
+class UNetDepthNet(MonoDepthNet):
+    """A MonoDepthNet made of ``normalize``, an ``encoder`` returning its feature maps fine to
+    coarse, a U-Net ``decoder`` (coarsest map + skips) and a ``head`` at half resolution that is
+    upsampled 2x; the feature is the decoder's output (the subclass builds the four parts)."""
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_input(x)
+        f = self.encoder(self.normalize(x))
+        y = self.decoder(f[-1], f[-2::-1])
+        return upsample2x(self.head(y), 'bilinear'), y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.forward_with_features(x)[0]

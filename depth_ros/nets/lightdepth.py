@@ -20,7 +20,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from . import layers
@@ -36,7 +35,7 @@ class LightDepthConfig:
     head_width: int = 32
 
 
-class LightDepth(layers.MonoDepthNet):
+class LightDepth(layers.UNetDepthNet):
     """Image (B, 3, H, W) in [0, 1] -> depth (B, 1, H, W) in metres; H, W multiples of 32.
     Feature for distillation: the last decoder stage (B, decoder_widths[-1], H/2, W/2)."""
 
@@ -57,12 +56,6 @@ class LightDepth(layers.MonoDepthNet):
                                   layers.DepthHead(config.head_width))
         layers.init_weights(self.decoder)
         layers.init_weights(self.head)
-
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_input(x)
-        f = self.encoder(self.normalize(x))
-        y = self.decoder(f[-1], f[-2::-1])
-        return layers.upsample2x(self.head(y), 'bilinear'), y
 
 
 @register_model('lightdepth', kind='mono')

@@ -16,7 +16,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 
 from . import layers
 from ._registry import register_model
@@ -30,7 +29,7 @@ class TeacherConfig:
     decoder_width: float = 0.5
 
 
-class Teacher(layers.MonoDepthNet):
+class Teacher(layers.UNetDepthNet):
     """Image (B, 3, H, W) in [0, 1] -> depth (B, 1, H, W) in metres; H, W multiples of 32.
     Feature for distillation: the last up block (B, width / 16, H/2, W/2)."""
 
@@ -48,12 +47,6 @@ class Teacher(layers.MonoDepthNet):
                                           act='leaky_relu', norm=False, mode='bilinear', input_width=width)
         self.head = layers.DepthHead(widths[-1], 3)
         layers.init_weights(self)
-
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_input(x)
-        f = self.encoder(self.normalize(x))
-        y = self.decoder(f[-1], f[-2::-1])
-        return layers.upsample2x(self.head(y), 'bilinear'), y
 
 
 @register_model('teacher', kind='mono')
