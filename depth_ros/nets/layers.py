@@ -345,6 +345,9 @@ class MonoDepthNet(nn.Module):
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
         raise NotImplementedError
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.forward_with_features(x)[0]
+
 
 class UNetDepthNet(MonoDepthNet):
     """A MonoDepthNet made of ``normalize``, an ``encoder`` returning its feature maps fine to
@@ -356,6 +359,3 @@ class UNetDepthNet(MonoDepthNet):
         f = self.encoder(self.normalize(x))
         y = self.decoder(f[-1], f[-2::-1])
         return upsample2x(self.head(y), 'bilinear'), y
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.forward_with_features(x)[0]
