@@ -74,8 +74,8 @@ class StereoDepthNode(DepthNode):
         p = self.params
         p.declare('stages', 0, 'Stages of an anytime network (AnyNet: 1-3, 4 = with SPN refinement) to run; '
                   '0: all. Fewer is faster and coarser.', range=(0, 4))
-        p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the pixels to match); '
-                  'outputs stay at the input resolution.', range=(0.1, 2.0))
+        p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the '
+                  'pixels to match); outputs stay at the input resolution.', range=(0.1, 2.0))
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
                   'requiring equal stamps (cameras that are not hardware-synchronized).', read_only=True)
@@ -85,11 +85,10 @@ class StereoDepthNode(DepthNode):
         defaults = StereoEstimator(model if model in OPENCV else FALLBACK).sgbm_params
         for name, description in SGBM_HELP.items():
             default = float(defaults[name]) if name in opencv_stereo.FRACTIONAL else defaults[name]
-            low, high, _, multiple = opencv_stereo.RANGES.get(name, (0, 0, False, 0))
+            limits = opencv_stereo.RANGES.get(name)  # (low, high, odd, multiple); None: sgbm_mode
             p.declare(f'sgbm.{name}', default, description + ' Used by opencv_sgbm / opencv_bm.',
-                      range=(low, high) if name in opencv_stereo.RANGES else None,
-                      step=multiple if multiple > 1 else 0,
-                      choices=None if name in opencv_stereo.RANGES else tuple(opencv_stereo.SGBM_MODES))
+                      range=limits[:2] if limits else None, step=limits[3] if limits and limits[3] > 1 else 0,
+                      choices=None if limits else tuple(opencv_stereo.SGBM_MODES))
 
     def extra_publishers(self, qos: Any) -> None:
         self.disparity_pub = self.create_publisher(DisparityImage, 'disparity', qos)
