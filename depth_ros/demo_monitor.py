@@ -24,7 +24,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from . import msgs
-from .training.metrics import depth_metrics, stereo_metrics  # numpy only
+from .metrics import depth_metrics, stereo_metrics
 
 WARMUP = 2          # first outputs of each node left out of the latency statistics
 KEEP = 10           # newest depth (+ disparity) frames kept per node for accuracy and the picture

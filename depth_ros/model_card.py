@@ -33,6 +33,7 @@ from typing import Any
 
 FORMAT = 1
 QUANTITIES = {'disparity': 'px', 'depth': 'm', 'inverse_depth': '1/m'}
+INPUT_NAMES = {'mono': ('image',), 'stereo': ('left', 'right')}  # graph inputs of each kind
 
 
 class ModelCardError(ValueError):
@@ -105,6 +106,29 @@ class ModelCard:
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=2) + '\n')
         return path
+
+
+def network_card(model: Any, *, name: str, arch: str, kind: str, graphs: list[Graph], options: dict[str, Any],
+                 size: tuple[int, int] | None, dynamic: bool, trained: bool, info: dict[str, Any] | None,
+                 directory: str | Path, precision: str = 'fp32') -> ModelCard:
+    """The card of a registered network ``model`` (a depth_ros.nets module, read for its
+    ``multiple_of``, ``output_scale``, ``config.max_disparity`` (stereo) and ``f_canonical``
+    attributes): RGB [0, 1] NCHW input of (H, W) ``size``, depth (m) or disparity (px) output.
+    ``info``: a checkpoint's 'card' entry (``training``, ``metrics``, ``f_canonical``)."""
+    info = info or {}
+    output: dict[str, Any] = {'quantity': 'disparity' if kind == 'stereo' else 'depth',
+                              'unit': 'px' if kind == 'stereo' else 'm',
+                              'scale': float(model.output_scale), 'precision': precision}
+    max_disparity = getattr(getattr(model, 'config', None), 'max_disparity', None)
+    if kind == 'stereo' and max_disparity:  # the largest disparity the network outputs (px at its input)
+        output['max_disparity'] = float(max_disparity)
+    return ModelCard(
+        name=name, arch=arch, kind=kind, graphs=graphs, options=dict(options),
+        input={'layout': 'NCHW', 'color': 'rgb', 'range': [0, 1], 'size': list(size) if size else None,
+               'dynamic': dynamic, 'multiple_of': int(model.multiple_of)},
+        output=output, f_canonical=info.get('f_canonical', getattr(model, 'f_canonical', None)),
+        trained=trained, training=info.get('training') or {}, metrics=info.get('metrics') or {},
+        directory=Path(directory))
 
 
 def card_from_dict(data: dict[str, Any], directory: str | Path = '.') -> ModelCard:

@@ -16,7 +16,7 @@ from depth_ros.nets import export
 from depth_ros.training.cli import compare, evaluate, train
 from depth_ros.training.data import open_reader
 from depth_ros.training.evaluation import synthetic_samples
-from depth_ros.training.metrics import depth_metrics, stereo_metrics
+from depth_ros.metrics import depth_metrics, stereo_metrics
 
 QUIET = ['--set', 'log.progress=false', '--set', 'log.tensorboard=false']
 STEREO = ['--recipe', 'anynet_synthetic', '--set', 'model.options={max_disparity: 32, spn_channels: 0}',

@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from depth_ros.model_card import load_card, sha256_of
 from depth_ros.nets import _registry, create_model
-from depth_ros.nets.export import export_model, load_checkpoint, main, onnx_parity, save_checkpoint
+from depth_ros.nets.checkpoint import load_checkpoint, save_checkpoint
+from depth_ros.nets.export import export_model, main, onnx_parity
 
 SIZE = (64, 128)
 # max_disparity 64 keeps the disparities (and so float32's rounding, ~8 ulp) small enough for

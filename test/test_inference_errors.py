@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from depth_ros.inference import DepthEstimator, EstimatorError, StereoEstimator, available_providers
-from depth_ros.inference.toy import write_mono_toy, write_stereo_toy
+from toy_models import write_mono_toy, write_stereo_toy
 from depth_ros.model_card import ModelCardError
 
 

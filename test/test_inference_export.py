@@ -9,7 +9,8 @@ import torch
 
 from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.nets import create_model, list_models
-from depth_ros.nets.export import export_model, save_checkpoint
+from depth_ros.nets.checkpoint import save_checkpoint
+from depth_ros.nets.export import export_model
 
 ANYNET = {'spn_channels': 2, 'max_disparity': 64}
 RNG = np.random.default_rng(1)

@@ -18,7 +18,7 @@ import pytest
 from depth_ros.inference import StereoEstimator
 from depth_ros.inference.images import to_grey
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
-from depth_ros.training.metrics import stereo_metrics
+from depth_ros.metrics import stereo_metrics
 
 SEEDS = (0, 1, 2, 3)
 RANGE = 64

@@ -1,14 +1,15 @@
 """Size mapping of the estimators, checked exactly with hand-built ONNX graphs whose outputs are
-known formulas (depth_ros.inference.toy), run by real ONNX Runtime sessions."""
+known formulas (test/toy_models.py), run by real ONNX Runtime sessions."""
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from depth_ros.inference import DepthEstimator, StereoEstimator, loading
-from depth_ros.inference.toy import write_mono_toy, write_stereo_toy
+from toy_models import write_mono_toy, write_stereo_toy
 
 RNG = np.random.default_rng(0)
 
@@ -161,8 +162,9 @@ def test_mono_invalid_depth_becomes_nan(tmp_path):
 
 def test_runtime_does_not_import_torch(tmp_path):
     code = ('import sys, numpy as np\n'
+            f'sys.path.insert(0, {str(Path(__file__).parent)!r})\n'
             'from depth_ros.inference import DepthEstimator, StereoEstimator\n'
-            'from depth_ros.inference.toy import write_mono_toy, write_stereo_toy\n'
+            'from toy_models import write_mono_toy, write_stereo_toy\n'
             f'd = {str(tmp_path)!r}\n'
             'img = np.full((24, 160, 3), 9, np.uint8)\n'
             'StereoEstimator(write_stereo_toy(d))(img, img); StereoEstimator("opencv_sgbm")(img, img)\n'

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from depth_ros.training import losses as L
-from depth_ros.training import metrics as M
+from depth_ros import metrics as M
 
 NAN = float('nan')
 

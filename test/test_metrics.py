@@ -1,10 +1,10 @@
-"""Known-case tests for depth_ros.training.metrics (numpy)."""
+"""Known-case tests for depth_ros.metrics (numpy)."""
 import math
 
 import numpy as np
 import pytest
 
-from depth_ros.training import metrics as M
+from depth_ros import metrics as M
 
 NAN = np.nan
 

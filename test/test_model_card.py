@@ -2,7 +2,7 @@
 import json
 
 from depth_ros import model_card as mc
-from depth_ros.inference.toy import write_mono_toy, write_stereo_toy
+from toy_models import write_mono_toy, write_stereo_toy
 
 
 def test_shipped_cards_first_of_each_name_trained_only(tmp_path, monkeypatch):

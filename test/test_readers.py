@@ -256,5 +256,5 @@ def test_torch_dataset_and_registry(tmp_path):
     assert isinstance(batch['path'], list) and batch['fx'].shape == (3,)
     loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate)
     assert next(iter(loader))['image'].shape == (3, 3, 8, 8)
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match='known: diode, diw'):
         open_reader('imagenet', str(tmp_path))

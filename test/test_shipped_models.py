@@ -10,7 +10,7 @@ import pytest
 from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.model_card import shipped_cards
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
-from depth_ros.training.metrics import depth_metrics, stereo_metrics
+from depth_ros.metrics import depth_metrics, stereo_metrics
 
 W, H, FX, B = 320, 240, 250.0, 0.1
 LABEL = 'synthetic_eval_480x640/all'

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from depth_ros.nets import create_model
-from depth_ros.nets.export import save_checkpoint
-from depth_ros.training import checkpoint as ckpt_io
+from depth_ros.nets.checkpoint import read_checkpoint, save_checkpoint, save_state
+from depth_ros.training.rng import rng_state, set_rng_state
 from depth_ros.training.config import (ConfigError, ScheduleConfig, TrainConfig, apply_overrides, list_recipes,
                                        load_recipe)
 from depth_ros.training.losses import build_loss
@@ -195,9 +195,9 @@ def test_lr_suggestion_is_the_steepest_descent_before_the_minimum():
 
 
 def test_checkpoint_rng_state_round_trip(tmp_path):
-    state = ckpt_io.rng_state()
-    ckpt_io.save_atomic({'rng': state, 'arch': 'x', 'model': {}}, tmp_path / 'a.pt')
+    state = rng_state()
+    save_state({'rng': state, 'arch': 'x', 'model': {}}, tmp_path / 'a.pt')
     draws = (np.random.rand(), torch.rand(1).item())
-    ckpt_io.set_rng_state(ckpt_io.load(tmp_path / 'a.pt')['rng'])
+    set_rng_state(read_checkpoint(tmp_path / 'a.pt')['rng'])
     assert (np.random.rand(), torch.rand(1).item()) == draws
     assert not (tmp_path / 'a.pt.tmp').exists() and math.isfinite(draws[0])

@@ -33,7 +33,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = 'synthetic'          # 'synthetic' or '<reader>:<path>' (see training.streams)
+    source: str = 'synthetic'          # 'synthetic' or '<reader>:<path>' (see training.stream_setup)
     height: int = 256                  # training crop / render size, px
     width: int = 512
     batch_size: int = 8                # per process

@@ -24,9 +24,9 @@ from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.inference.opencv_stereo import METHODS
 from depth_ros.model_card import find_card, load_card
 
-from .metrics import MetricAccumulator, depth_metrics, stereo_metrics, whdr
+from depth_ros.metrics import MetricAccumulator, depth_metrics, stereo_metrics, whdr
 from .plots import to_rgb8
-from .streams import parse_source, stream_seed
+from .stream_setup import parse_source, stream_seed
 
 CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.ckpt')
 VAL_BATCH = 4  # the recipes' data.val_batch_size
@@ -41,7 +41,7 @@ def is_checkpoint(model: str) -> bool:
 def checkpoint_info(model: str) -> dict[str, Any]:
     """arch, kind, the training config (if any) and card info of a checkpoint (torch.load, CPU)."""
     from depth_ros.nets import model_kind
-    from depth_ros.nets.export import read_checkpoint
+    from depth_ros.nets.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(model)
     return {'arch': ckpt['arch'], 'kind': model_kind(ckpt['arch']), 'config': ckpt.get('config') or {},

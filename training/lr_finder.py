@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint as ckpt_io
 from . import plots
+from .rng import rng_state, set_rng_state
 from .trainer import Trainer
 
 
@@ -47,7 +47,7 @@ def find_lr(trainer: Trainer, start_lr: float = 1e-7, end_lr: float = 10.0, step
     model_state = copy.deepcopy(trainer.model.state_dict())
     optim_state = copy.deepcopy(trainer.optimizer.state_dict())
     scaler_state = copy.deepcopy(trainer.scaler.state_dict())
-    rng = ckpt_io.rng_state()
+    rng = rng_state()
     stream_state = trainer.stream.state_dict()
     result = LRFinderResult()
     avg, best = 0.0, math.inf
@@ -69,7 +69,7 @@ def find_lr(trainer: Trainer, start_lr: float = 1e-7, end_lr: float = 10.0, step
         trainer.model.load_state_dict(model_state)
         trainer.optimizer.load_state_dict(optim_state)
         trainer.scaler.load_state_dict(scaler_state)
-        ckpt_io.set_rng_state(rng)
+        set_rng_state(rng)
         trainer.stream.load_state_dict(stream_state)
     result.suggested_lr = suggest_lr(result.lrs, result.smoothed)
     if plot_path is not None and result.lrs:

@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .data import open_reader
 from .data.augment import crop
 from .data.base import collate, to_tensors
-from .streams import make_augment, stream_seed
+from .stream_setup import make_augment, stream_seed
 
 VAL_FRACTION, SPLIT_SEED = 0.1, 20240917
 Sample = dict[str, Any]

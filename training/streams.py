@@ -18,38 +18,12 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .data.augment import Augment, Photometric
+from .data.augment import Augment
 from .data.synth import SyntheticMono, SyntheticStereo
+from .stream_setup import make_augment, parse_source, stream_seed
 from .tasks import sample_depth_pairs
 
-AUGMENT_KEYS = ('hflip', 'channel_permutation', 'photometric')
 Batch = dict[str, Any]
-
-
-def parse_source(source: str) -> tuple[str, str]:
-    """'synthetic' -> ('synthetic', ''); '<reader>:<path>' -> (reader, path)."""
-    if source == 'synthetic':
-        return source, ''
-    name, sep, path = source.partition(':')
-    if not sep or not name or not path:
-        raise ValueError(f"data source must be 'synthetic' or '<reader>:<path>', not {source!r}")
-    return name, path
-
-
-def stream_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (numpy SeedSequence)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def make_augment(options: dict[str, Any], crop: tuple[int, int] | None = None) -> Augment:
-    """An Augment from ``data.augment`` (hflip / channel_permutation probabilities, default 0;
-    photometric bool, default true) with an optional random ``crop`` (height, width)."""
-    unknown = sorted(set(options) - set(AUGMENT_KEYS))
-    if unknown:
-        raise ValueError(f'unknown data.augment keys {unknown}; known: {", ".join(AUGMENT_KEYS)}')
-    return Augment(crop=crop, hflip=float(options.get('hflip', 0.0)),
-                   channel_permutation=float(options.get('channel_permutation', 0.0)),
-                   photometric=Photometric() if options.get('photometric', True) else None)
 
 
 def synthetic_engine(cfg: TrainConfig, kind: str, device: torch.device, seed: int) -> SyntheticStereo | SyntheticMono:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .losses import Loss, build_loss
-from .metrics import MetricAccumulator, depth_metrics, stereo_metrics, whdr
+from depth_ros.metrics import MetricAccumulator, depth_metrics, stereo_metrics, whdr
 
 TARGETS = {'kd_pixel': 'teacher', 'kd_pairwise': 'feature', 'ranking': 'pairs'}  # others: ground truth
 
@@ -271,7 +271,7 @@ class MonoTask(Task):
 def load_teacher(path: str, f_canonical: float, device: torch.device) -> tuple[nn.Module, float]:
     """A frozen eval-mode teacher from its checkpoint, and the factor that converts its depth to
     this run's canonical camera (f_canonical / teacher's f_canonical, 1 if either is unset)."""
-    from depth_ros.nets.export import load_checkpoint
+    from depth_ros.nets.checkpoint import load_checkpoint
 
     teacher, ckpt = load_checkpoint(path)
     teacher.requires_grad_(False)

@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 
 from depth_ros.nets import create_model, model_kind
+from depth_ros.nets.checkpoint import card_info, read_checkpoint, save_state
 
-from . import checkpoint as ckpt_io
-from . import distributed, plots, streams
+from . import distributed, plots, rng, streams
 from .config import TrainConfig, config_from_dict_raw, dump_config
 from .logger import RunLogger
 from .losses import LossRebalancer
@@ -33,6 +33,7 @@ from .optim import build_optimizer, lr_at, set_lr, total_steps
 from .tasks import make_task
 
 IMAGE_KEYS = ('image', 'left', 'right')
+LAST, BEST = 'last.pt', 'best.pt'  # checkpoints in the run folder
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -48,8 +49,8 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 def resume_config(cfg: TrainConfig) -> TrainConfig:
     """The config saved in ``<out>/last.pt`` if it exists (a resumed run keeps its schedule), else ``cfg``."""
-    path = cfg.out_dir / ckpt_io.LAST
-    return config_from_dict_raw(ckpt_io.load(path)['config']) if path.is_file() else cfg
+    path = cfg.out_dir / LAST
+    return config_from_dict_raw(read_checkpoint(path)['config']) if path.is_file() else cfg
 
 
 class Trainer:
@@ -63,7 +64,7 @@ class Trainer:
         self.out = cfg.out_dir
         if cfg.system.threads:
             torch.set_num_threads(cfg.system.threads)
-        ckpt_io.seed_everything(cfg.system.seed + self.dist.rank)
+        rng.seed_everything(cfg.system.seed + self.dist.rank)
         if device.type == 'cuda':
             torch.backends.cudnn.benchmark = not cfg.system.deterministic
             torch.backends.cudnn.deterministic = cfg.system.deterministic
@@ -72,7 +73,7 @@ class Trainer:
         self.kind = model_kind(cfg.model.arch)
         self.model = create_model(cfg.model.arch, **cfg.model.options).to(device)
         if cfg.model.init:
-            self.model.load_state_dict(ckpt_io.load(cfg.model.init)['model'])
+            self.model.load_state_dict(read_checkpoint(cfg.model.init)['model'])
         self.task = make_task(self.kind, cfg, device)
         self.stream = streams.train_stream(cfg, self.kind, device, self.dist.rank, self.dist.world)
         self.iters_per_epoch = self.stream.iters_per_epoch
@@ -88,9 +89,9 @@ class Trainer:
         self.best = {'metric': cfg.log.best_metric or self.task.best_metric, 'value': math.inf, 'step': -1}
         self.metrics: dict[str, float] = {}
         self.history: list[tuple[int, dict[str, float]]] = []  # (step, mean losses) at every sync
-        self.resumed = resume and (self.out / ckpt_io.LAST).is_file()
+        self.resumed = resume and (self.out / LAST).is_file()
         if self.resumed:
-            self._restore(self.out / ckpt_io.LAST)
+            self._restore(self.out / LAST)
         self.module = self._wrap()
         self.val_batches: list[dict[str, torch.Tensor]] | None = None
         self.logger = None
@@ -227,7 +228,7 @@ class Trainer:
             value = self.metrics.get(self.best['metric'], math.nan)
             if math.isfinite(value) and value < self.best['value']:
                 self.best.update(value=value, step=self.step)
-                ckpt_io.save_atomic(self._state(full=False), self.out / ckpt_io.BEST)
+                save_state(self._state(full=False), self.out / BEST)
             if self.cfg.log.plots:
                 plots.sample_figure(self.out / 'samples.png', rows, f'{self.cfg.name} step {self.step}', unit)
                 self.logger.plot_curves([self.best['metric']])
@@ -256,7 +257,7 @@ class Trainer:
         if self.metrics:
             metrics['validation'] = {'data': cfg.data.val_source or cfg.data.source, 'step': self.step, **self.metrics}
         f_canonical = cfg.data.f_canonical if self.kind == 'mono' and cfg.data.f_canonical > 0 else None
-        return ckpt_io.card_info(True, training, metrics, f_canonical)
+        return card_info(True, training, metrics, f_canonical)
 
     def _state(self, full: bool, ranks: list[Any] | None = None) -> dict[str, Any]:
         state = {'arch': self.cfg.model.arch, 'options': dict(self.cfg.model.options), 'model': self.model.state_dict(),
@@ -271,16 +272,16 @@ class Trainer:
 
     def save(self) -> Path:
         """Write last.pt (every process takes part: their RNG and stream states are gathered)."""
-        ranks = distributed.gather_objects({'rng': ckpt_io.rng_state(), 'stream': self.stream.state_dict()}, self.dist)
-        path = self.out / ckpt_io.LAST
+        ranks = distributed.gather_objects({'rng': rng.rng_state(), 'stream': self.stream.state_dict()}, self.dist)
+        path = self.out / LAST
         if self.main:
-            ckpt_io.save_atomic(self._state(full=True, ranks=ranks), path)
+            save_state(self._state(full=True, ranks=ranks), path)
         distributed.barrier(self.dist)
         return path
 
     def _restore(self, path: Path) -> None:
         """Load model, optimiser, scaler, rebalancer, step, best, and this rank's RNG and stream state."""
-        ckpt = ckpt_io.load(path)
+        ckpt = read_checkpoint(path)
         if ckpt['arch'] != self.cfg.model.arch or dict(ckpt.get('options', {})) != dict(self.cfg.model.options):
             raise ValueError(f'{path} holds {ckpt["arch"]} {ckpt.get("options")}, the config asks for '
                              f'{self.cfg.model.arch} {self.cfg.model.options}')
@@ -294,10 +295,10 @@ class Trainer:
         self.best = dict(ckpt.get('best', self.best))
         ranks = ckpt.get('ranks') or []
         if len(ranks) == self.dist.world:
-            ckpt_io.set_rng_state(ranks[self.dist.rank]['rng'])
+            rng.set_rng_state(ranks[self.dist.rank]['rng'])
             self.stream.load_state_dict(ranks[self.dist.rank]['stream'])
         else:  # a different number of processes: continue, but not bit-exactly
-            ckpt_io.seed_everything(self.cfg.system.seed + self.dist.rank + 7919 * self.step)
+            rng.seed_everything(self.cfg.system.seed + self.dist.rank + 7919 * self.step)
             self.stream.skip_to(self.step)
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model_card import ModelCard, ModelCardError, find_card, load_card
+from ..model_card import INPUT_NAMES, ModelCard, ModelCardError, find_card, load_card
 from .images import EstimatorError
 from .runners import OrtRunner, Runner, resolve_providers
 
@@ -14,7 +14,6 @@ log = logging.getLogger('depth_ros')
 
 BACKENDS = ('auto', 'onnxruntime', 'torch', 'opencv')
 CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.ckpt')
-INPUT_NAMES = {'mono': ('image',), 'stereo': ('left', 'right')}
 
 
 @dataclass
@@ -78,7 +77,8 @@ def load_network(model: str | Path, kind: str, backend: str, providers: str | Se
             raise EstimatorError(f"backend 'torch' needs a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}), "
                                  f'not {str(model)!r}')
         from .torch_backend import load_checkpoint_model
-        loaded = load_checkpoint_model(Path(model), providers, threads)
+        card, make_runner, used = load_checkpoint_model(Path(model), providers, threads)
+        loaded = LoadedModel(card, 'torch', make_runner, used)
     else:
         if is_checkpoint:
             raise EstimatorError(f'{model} is a checkpoint: use backend "torch" (or "auto"), or export it to '

@@ -6,14 +6,13 @@ and ``depth_ros.nets``. Pre- and post-processing are the estimators' (same as ON
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..model_card import Graph, ModelCard, ModelCardError
-from .loading import INPUT_NAMES, LoadedModel
+from ..model_card import INPUT_NAMES, Graph, ModelCard, ModelCardError, network_card
 from .runners import ALIASES, requested_providers
 
 log = logging.getLogger('depth_ros')
@@ -39,15 +38,17 @@ class TorchRunner:
         return out.float().cpu().numpy()
 
 
-def load_checkpoint_model(path: Path, providers: str | Sequence[str], threads: int) -> LoadedModel:
-    """Build the model of a checkpoint and describe it with an in-memory card.
+def load_checkpoint_model(path: Path, providers: str | Sequence[str],
+                          threads: int) -> tuple[ModelCard, Callable[[int], TorchRunner], list[str]]:
+    """Build the model of a checkpoint and describe it with an in-memory card. Returns (the card,
+    ``make_runner(stages)``, the providers used).
 
     Runs on CUDA when 'cuda' or 'tensorrt' is requested and torch sees a GPU, else on the CPU
     (with a warning if a GPU was asked for). ``threads`` > 0 sets torch's (process-wide) CPU
     thread count. A checkpoint whose card does not say ``trained`` is taken as trained.
     """
     from ..nets import model_kind
-    from ..nets.export import checkpoint_input_size, load_checkpoint
+    from ..nets.checkpoint import checkpoint_input_size, load_checkpoint
 
     if not path.is_file():
         raise ModelCardError(f'checkpoint {path} does not exist')
@@ -66,20 +67,10 @@ def load_checkpoint_model(path: Path, providers: str | Sequence[str], threads: i
     kind = model_kind(ckpt['arch'])
     info = ckpt.get('card') or {}
     stereo = kind == 'stereo'
-    stages = list(range(1, module.max_stages + 1)) if stereo else [1]
-    size = checkpoint_input_size(info) or getattr(module, 'input_size', None)
-    output = {'quantity': 'disparity', 'unit': 'px'} if stereo else {'quantity': 'depth', 'unit': 'm'}
-    output['scale'] = float(module.output_scale)
-    max_disparity = getattr(getattr(module, 'config', None), 'max_disparity', None)
-    if stereo and max_disparity:
-        output['max_disparity'] = float(max_disparity)
-    card = ModelCard(
-        name=path.stem, arch=ckpt['arch'], kind=kind, graphs=[Graph(k, path.name) for k in stages],
-        input={'layout': 'NCHW', 'color': 'rgb', 'range': [0, 1], 'size': list(size) if size else None,
-               'dynamic': True, 'multiple_of': int(module.multiple_of)},
-        output=output, options=dict(ckpt.get('options', {})), f_canonical=info.get('f_canonical'),
-        trained=bool(info.get('trained', True)), training=info.get('training', {}),
-        metrics=info.get('metrics', {}), directory=path.parent)
+    graphs = [Graph(k, path.name) for k in (range(1, module.max_stages + 1) if stereo else [1])]
+    card = network_card(module, name=path.stem, arch=ckpt['arch'], kind=kind, graphs=graphs,
+                        options=ckpt.get('options', {}), dynamic=True, info=info,
+                        size=checkpoint_input_size(info) or getattr(module, 'input_size', None),
+                        trained=bool(info.get('trained', True)), directory=path.parent)
     names = INPUT_NAMES[kind]
-    return LoadedModel(card, 'torch', lambda k: TorchRunner(module, device, names, k if stereo else None),
-                       [f'torch:{device.type}'])
+    return card, lambda k: TorchRunner(module, device, names, k if stereo else None), [f'torch:{device.type}']

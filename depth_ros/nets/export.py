@@ -1,4 +1,4 @@
-"""Export registered networks to ONNX graphs plus a model card; checkpoints; ONNX parity.
+"""Export registered networks to ONNX graphs plus a model card; ONNX parity.
 
 Files written by :func:`export_model` into ``out_dir``:
 
@@ -18,8 +18,7 @@ float16 and cast to float32 when the session loads them: half the file size, flo
 arithmetic and I/O, so ORT's CPU provider runs them unchanged; the card says
 ``output.precision: fp16``.
 
-Checkpoints (shared with the trainer) are ``torch.save``d dicts of plain data:
-``{'arch': str, 'options': dict, 'model': state_dict, 'card': dict, ...}``.
+``depth-ros-export --checkpoint`` reads checkpoints (see :mod:`.checkpoint`).
 """
 from __future__ import annotations
 
@@ -34,13 +33,12 @@ import torch
 import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
 
-from ..model_card import Graph, ModelCard, load_card, sha256_of
+from ..model_card import INPUT_NAMES, Graph, load_card, network_card, sha256_of
 from ._registry import create_model, model_kind
+from .checkpoint import checkpoint_input_size, derive_state, read_checkpoint
 
 DEFAULT_INPUT_SIZE = (256, 512)
 CARD_KEYS = ('trained', 'training', 'metrics', 'f_canonical')
-INPUT_NAMES = {'mono': ('image',), 'stereo': ('left', 'right')}
-OUTPUT = {'mono': ('depth', 'm'), 'stereo': ('disparity', 'px')}
 FP16_MIN_ELEMENTS = 64  # smaller float constants (eps, scalars) stay float32
 
 
@@ -53,7 +51,7 @@ def _export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path
                   opset: int, dynamic: bool) -> None:
     """Trace ``model`` (eval mode) on ``inputs`` into the ONNX file ``path``."""
     names = INPUT_NAMES[kind]
-    output = OUTPUT[kind][0]
+    output = 'depth' if kind == 'mono' else 'disparity'
     axes = None
     if dynamic:
         axes = {n: {2: 'height', 3: 'width'} for n in names}
@@ -130,18 +128,10 @@ def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
     if kind == 'stereo':
         model.stages = stages_before
 
-    quantity, unit = OUTPUT[kind]
-    output = {'quantity': quantity, 'unit': unit, 'scale': float(model.output_scale),
-              'precision': 'fp16' if fp16 else 'fp32'}
-    if kind == 'stereo':  # the largest disparity the network can output (px at its input)
-        output['max_disparity'] = float(model.config.max_disparity)
-    model_card = ModelCard(
-        name=stem, arch=arch, kind=kind, graphs=graphs, options=options,
-        input={'layout': 'NCHW', 'color': 'rgb', 'range': [0, 1], 'size': [height, width],
-               'dynamic': dynamic, 'multiple_of': model.multiple_of},
-        output=output, f_canonical=card.get('f_canonical', getattr(model, 'f_canonical', None)),
-        trained=bool(state_dict is not None and card.get('trained', True)),
-        training=card.get('training', {}), metrics=card.get('metrics', {}), directory=out_dir)
+    model_card = network_card(
+        model, name=stem, arch=arch, kind=kind, graphs=graphs, options=options, size=(height, width),
+        dynamic=dynamic, precision='fp16' if fp16 else 'fp32', info=card,
+        trained=bool(state_dict is not None and card.get('trained', True)), directory=out_dir)
     return model_card.save(out_dir / f'{stem}.json')
 
 
@@ -186,54 +176,6 @@ def onnx_parity(model: nn.Module, card_path: str | Path, *inputs: torch.Tensor,
     return worst
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, arch: str, options: dict[str, Any] | None = None,
-                    card: dict[str, Any] | None = None, **extra: Any) -> Path:
-    """Write ``{'arch', 'options', 'model': state_dict, 'card', **extra}`` with torch.save
-    (plain data only, so :func:`read_checkpoint` loads it with ``weights_only=True``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'arch': arch, 'options': dict(options or {}), 'model': model.state_dict(),
-                'card': dict(card or {}), **extra}, path)
-    return path
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict (``torch.load(weights_only=True)``, tensors on the CPU) and check
-    that it names an ``arch`` and holds a ``model`` state dict."""
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(ckpt, dict) or 'arch' not in ckpt or 'model' not in ckpt:
-        raise ValueError(f"checkpoint {path} must be a dict with 'arch' and 'model' (a state dict)")
-    return ckpt
-
-
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Build ``create_model(arch, **options)`` from a checkpoint and load its weights.
-    Returns (model in eval mode, the checkpoint dict)."""
-    ckpt = read_checkpoint(path)
-    model = create_model(ckpt['arch'], **ckpt.get('options', {}))
-    model.load_state_dict(ckpt['model'])
-    return model.eval(), ckpt
-
-
-def derive_state(arch: str, options: dict[str, Any], state: dict[str, Any], card: dict | None,
-                 source: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Weights of ``create_model(arch, **options)`` taken from a checkpoint trained with other
-    options: the tensors the new model has, which must all be in ``state`` with the same shapes
-    (e.g. AnyNet without its SPN from an SPN checkpoint). The card's ``training`` says so."""
-    wanted = create_model(arch, **options).state_dict()
-    missing = [k for k, v in wanted.items() if k not in state or state[k].shape != v.shape]
-    if missing:
-        raise ValueError(f'{source}: options {options} need tensors the checkpoint lacks or shapes it '
-                         f'does not match: {missing[:5]}{" ..." if len(missing) > 5 else ""}')
-    dropped = sorted(set(state) - set(wanted))
-    card = dict(card or {})
-    training = dict(card.get('training') or {})
-    training['derived'] = (f'weights of {source} with options {options}: '
-                           f'{len(wanted)} tensors kept, {len(dropped)} dropped')
-    card['training'] = training
-    return {k: state[k] for k in wanted}, card
-
-
 def _parse_option(text: str) -> tuple[str, Any]:
     """'key=value' -> (key, Python literal of value, or the raw string)."""
     key, sep, value = text.partition('=')
@@ -243,11 +185,6 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key, value
-
-
-def checkpoint_input_size(card: dict | None) -> list[int] | None:
-    """(H, W) a checkpoint's network was trained at (the trainer records it in its card)."""
-    return ((card or {}).get('training') or {}).get('input_size') or None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

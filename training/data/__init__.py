@@ -29,7 +29,7 @@ READERS: dict[str, type[Reader]] = {
 def open_reader(name: str, path: str, **options: Any) -> Reader:
     """The reader ``READERS[name]`` on ``path`` (a folder, or the file for 'nyu_mat' and 'diw')."""
     if name not in READERS:
-        raise KeyError(f'unknown reader {name!r}; known: {", ".join(sorted(READERS))}')
+        raise ValueError(f'unknown reader {name!r}; known: {", ".join(sorted(READERS))}')
     return READERS[name](path, **options)
 
 

@@ -1,7 +1,7 @@
 """Relative-depth losses (seed 004): ranking loss on point pairs and pairwise-feature KD.
 
 Pairs are (B, K, 5) tensors of rows ``(y_i, x_i, y_j, x_j, r)`` with coordinates normalised
-to [0, 1] (``(pixel + 0.5) / size``, see ``training.metrics.normalize_pairs``) so the same
+to [0, 1] (``(pixel + 0.5) / size``, see ``depth_ros.metrics.normalize_pairs``) so the same
 pairs serve every head resolution; ``r = +1``: point i is closer to the camera than j,
 ``-1``: farther, ``0``: about equal. Padding rows are excluded with ``valid`` (B, K) or NaNs.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..metrics import ssim_from_moments, ssim_window, SSIM_K1, SSIM_K2
+from depth_ros.metrics import ssim_from_moments, ssim_window, SSIM_K1, SSIM_K2
 from .masks import Tensor, erode, masked_mean, prepare
 from .pixel import l1_loss, smooth_l1_loss
 from .registry import register_loss
@@ -70,7 +70,7 @@ def gradient_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> 
 def ssim(pred: Tensor, target: Tensor, valid: Tensor | None = None, *, data_range: float = 10.0,
          window: str = 'gaussian', size: int = 11, sigma: float = 1.5, min_coverage: float = 0.5) -> Tensor:
     """Differentiable masked SSIM averaged over the batch (same definition as
-    ``training.metrics.ssim``): local statistics over valid pixels of each window (gaussian
+    ``depth_ros.metrics.ssim``): local statistics over valid pixels of each window (gaussian
     ``sigma`` px or box, ``size`` px), C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = ``data_range``
     in target units (10 m = NYU cap by default), averaged over valid pixels whose window is at
     least ``min_coverage`` valid."""

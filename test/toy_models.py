@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..model_card import Graph, ModelCard, sha256_of
+from depth_ros.model_card import Graph, ModelCard, sha256_of
 
 OPSET = 17
 
