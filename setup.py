@@ -41,11 +41,11 @@ setup(
             'mono_depth_node = depth_ros.nodes.mono:main',
             'camera_source = depth_ros.nodes.camera_source:main',
             'depth-ros-demo = depth_ros.demo:main',
-            'depth-ros-export = depth_ros.nets.export:main',
+            'depth-ros-export = depth_ros.training.cli.export:main',
             'depth-ros-train = depth_ros.training.cli.train:main',
             'depth-ros-evaluate = depth_ros.training.cli.evaluate:main',
             'depth-ros-compare = depth_ros.training.cli.compare:main',
-            'depth-ros-render = depth_ros.training.data.rendered:main',
+            'depth-ros-render = depth_ros.training.cli.render:main',
         ],
     },
 )

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -11,12 +13,13 @@ import pytest
 import torch
 
 from depth_ros.inference import DepthEstimator, StereoEstimator
-from depth_ros.model_card import load_card
-from depth_ros.nets import export
-from depth_ros.training.cli import compare, evaluate, train
-from depth_ros.training.data import open_reader
-from depth_ros.training.evaluation import synthetic_samples
 from depth_ros.metrics import depth_metrics, stereo_metrics
+from depth_ros.model_card import load_card
+from depth_ros.training.cli import compare, evaluate, export, render, train
+from depth_ros.training.config import list_recipes
+from depth_ros.training.data import READERS, open_reader
+from depth_ros.training.evaluation import synthetic_samples
+from depth_ros.training.stream_setup import parse_source
 
 QUIET = ['--set', 'log.progress=false', '--set', 'log.tensorboard=false']
 STEREO = ['--recipe', 'anynet_synthetic', '--set', 'model.options={max_disparity: 32, spn_channels: 0}',
@@ -26,7 +29,21 @@ STEREO = ['--recipe', 'anynet_synthetic', '--set', 'model.options={max_disparity
 TINY_AUTOENCODER = ['--set', 'model.options={levels: 3, filters: [8, 16, 32, 64]}', '--set', 'data.batch_size=2',
                     '--set', 'data.resize_to=[64, 64]', '--set', 'data.workers=0', '--set', 'data.val_batches=1',
                     '--set', 'data.val_batch_size=1', *QUIET]
+# Runs a console script's installed entry point in a Python where torch is not installed.
+NO_TORCH = """
+import sys
+from importlib.metadata import entry_points
 
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'torch':
+            raise ModuleNotFoundError(f'No module named {name!r}', name=name)
+
+sys.meta_path.insert(0, NoTorch())
+sys.argv = sys.argv[1:]
+(script,) = entry_points(group='console_scripts', name=sys.argv[0])
+sys.exit(script.load()())
+"""
 
 pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
@@ -41,6 +58,53 @@ def test_console_scripts_are_installed():
     assert 'anynet_synthetic' in out and 'mbv2_fbnet_synthetic_kd' in out
     for command in ('depth-ros-evaluate', 'depth-ros-compare', 'depth-ros-render', 'depth-ros-export'):
         assert 'usage' in subprocess.run([command, '--help'], capture_output=True, text=True, check=True).stdout
+
+
+def without_torch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', NO_TORCH, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_works_without_torch_and_a_run_says_what_to_install(tmp_path):
+    runs = {'depth-ros-train': ['--recipe', 'anynet_synthetic'], 'depth-ros-export': ['--arch', 'fastdepth'],
+            'depth-ros-evaluate': ['--model', 'opencv_sgbm'], 'depth-ros-render': ['mono', str(tmp_path)],
+            'depth-ros-compare': ['--models', 'opencv_sgbm', '--out', str(tmp_path)]}
+    for command, args in runs.items():
+        r = without_torch(command, '--help')
+        assert r.returncode == 0 and r.stdout.startswith(f'usage: {command}') and not r.stderr, r.stderr
+        r = without_torch(command, *args)
+        assert (r.returncode, r.stderr) == (1, f"{command}: needs torch, part of the training extra: "
+                                                "pip install -e '.[train]'\n"), r.stderr
+    assert 'anynet_synthetic' in without_torch('depth-ros-train', '--list').stdout  # recipes need no torch
+
+
+def test_help_examples_parse_and_name_real_recipes_and_readers():
+    for cli in (train, export, evaluate, compare, render):
+        parser = cli.build_parser()
+        examples = [shlex.split(line, comments=True) for line in parser.epilog.splitlines()
+                    if line.strip().startswith(parser.prog)]
+        assert examples, parser.prog
+        for words in examples:
+            args = parser.parse_args(words[1:])
+            if getattr(args, 'data', None):
+                parse_source(args.data)
+            if getattr(args, 'recipe', None):
+                assert args.recipe in list_recipes(), words
+    text = evaluate.build_parser().format_help()
+    assert all(name in text for name in READERS)
+
+
+def test_unknown_readers_and_missing_data_are_one_line_errors(tmp_path):
+    with pytest.raises(SystemExit, match=r"^depth-ros-evaluate: unknown reader 'kitti2015' in 'kitti2015:/x'; "
+                                         r'readers: diode, diw, kitti_depth, kitti_stereo, '):
+        evaluate.main(['--model', 'opencv_sgbm', '--data', 'kitti2015:/x'])
+    with pytest.raises(SystemExit, match=r"^depth-ros-compare: unknown reader 'nyu2'"):
+        compare.main(['--models', 'opencv_sgbm', '--data', 'nyu2:/x', '--out', str(tmp_path)])
+    with pytest.raises(SystemExit, match=rf'^depth-ros-evaluate: --data kitti_stereo:{tmp_path}: .* is not a directory'):
+        evaluate.main(['--model', 'opencv_sgbm', '--data', f'kitti_stereo:{tmp_path}'])
+    with pytest.raises(SystemExit, match=r"^depth-ros-train: unknown reader 'kitti'"):
+        train.main(['--recipe', 'anynet_synthetic', '--set', 'data.source=kitti:/x'])
+    with pytest.raises(SystemExit, match=r"^depth-ros-export: unknown model 'nosuch'; known: anynet, "):
+        export.main(['--arch', 'nosuch'])
 
 
 def test_stereo_train_resume_export_evaluate_compare(tmp_path, capsys):

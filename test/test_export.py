@@ -9,7 +9,8 @@ import torch.nn as nn
 from depth_ros.model_card import load_card, sha256_of
 from depth_ros.nets import _registry, create_model
 from depth_ros.nets.checkpoint import load_checkpoint, save_checkpoint
-from depth_ros.nets.export import export_model, main, onnx_parity
+from depth_ros.nets.export import export_model, onnx_parity
+from depth_ros.training.cli.export import main
 
 SIZE = (64, 128)
 # max_disparity 64 keeps the disparities (and so float32's rounding, ~8 ulp) small enough for
@@ -138,7 +139,7 @@ def test_checkpoint_with_options_keeps_the_shared_tensors(tmp_path: Path) -> Non
     left, right = _pair(32, 64, seed=2)
     for k in (1, 3):
         assert onnx_parity(model, tmp_path / 'nospn.json', left, right, stages=k) <= 1e-4
-    with pytest.raises(ValueError, match='lacks'):  # more SPN channels than were trained
+    with pytest.raises(SystemExit, match='depth-ros-export: .*lacks'):  # more SPN channels than were trained
         main(['--checkpoint', str(ckpt), '--option', 'spn_channels=4', '--out', str(tmp_path)])
 
 

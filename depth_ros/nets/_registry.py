@@ -42,5 +42,5 @@ def list_models(pattern: str = '*', kind: str | None = None) -> list[str]:
 def model_kind(name: str) -> str:
     """'mono' or 'stereo' for a registered model name."""
     if name not in _KINDS:
-        raise KeyError(f'unknown model {name!r}')
+        raise KeyError(f'unknown model {name!r}; known: {", ".join(sorted(_KINDS))}')
     return _KINDS[name]

@@ -22,10 +22,8 @@ arithmetic and I/O, so ORT's CPU provider runs them unchanged; the card says
 """
 from __future__ import annotations
 
-import argparse
-import ast
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -35,7 +33,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..model_card import INPUT_NAMES, Graph, load_card, network_card, sha256_of
 from ._registry import create_model, model_kind
-from .checkpoint import checkpoint_input_size, derive_state, read_checkpoint
 
 DEFAULT_INPUT_SIZE = (256, 512)
 CARD_KEYS = ('trained', 'training', 'metrics', 'f_canonical')
@@ -174,55 +171,3 @@ def onnx_parity(model: nn.Module, card_path: str | Path, *inputs: torch.Tensor,
             model.stages = stages_before
         model.train(was_training)
     return worst
-
-
-def _parse_option(text: str) -> tuple[str, Any]:
-    """'key=value' -> (key, Python literal of value, or the raw string)."""
-    key, sep, value = text.partition('=')
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f'options are key=value, not {text!r}')
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``depth-ros-export``: export an architecture (untrained) or a checkpoint to ONNX + card."""
-    p = argparse.ArgumentParser(prog='depth-ros-export', description='Export a registered network '
-                                '(untrained) or a trainer checkpoint to ONNX graphs plus a model card.')
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--arch', help='registered architecture (exported untrained)')
-    src.add_argument('--checkpoint', type=Path, help='checkpoint .pt written by the trainer')
-    p.add_argument('--option', type=_parse_option, action='append', default=[], metavar='KEY=VALUE',
-                   help='create_model option, repeatable (with --checkpoint: overrides its options, keeping the '
-                   'tensors the derived model shares, e.g. spn_channels=0)')
-    p.add_argument('--name', help='file stem of the card and graphs (default: the arch)')
-    p.add_argument('--out', type=Path, default=Path('models'), help='output folder')
-    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), help='tracing/card size, px')
-    p.add_argument('--opset', type=int, default=17)
-    p.add_argument('--fp16', action='store_true', help='store weights as float16 (float32 I/O and math)')
-    p.add_argument('--static', action='store_true', help='fixed input size instead of dynamic H/W')
-    args = p.parse_args(argv)
-
-    if args.checkpoint:
-        ckpt = read_checkpoint(args.checkpoint)
-        arch, options, state, card = ckpt['arch'], ckpt.get('options', {}), ckpt['model'], ckpt.get('card')
-        if args.option:
-            options = {**options, **dict(args.option)}
-            state, card = derive_state(arch, options, state, card, str(args.checkpoint))
-    else:
-        arch, options, state, card = args.arch, dict(args.option), None, None
-    size = args.input_size or checkpoint_input_size(card)
-    card_path = export_model(arch, args.out, name=args.name, options=options, state_dict=state,
-                             input_size=tuple(size) if size else None,
-                             opset=args.opset, dynamic=not args.static, fp16=args.fp16, card=card)
-    written = load_card(card_path)
-    for g in written.graphs:
-        path = written.directory / g.file
-        print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {g.stages} stage(s))')
-    print(f'wrote {card_path} (trained: {str(written.trained).lower()})')
-
-
-if __name__ == '__main__':
-    main()

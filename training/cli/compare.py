@@ -19,8 +19,10 @@ from typing import Any, Sequence
 from depth_ros.model_card import ModelCardError
 
 from .. import plots
-from ..evaluation import describe, evaluate_model, load_samples
-from .evaluate import add_data_arguments, max_disparity_of, resolve_size
+from . import import_training, parser
+from .evaluate import add_data_arguments, load_data, max_disparity_of, resolve_size
+
+PROG = 'depth-ros-compare'
 
 COLUMNS = {'stereo': ('epe', 'bad1', 'bad3', 'd1', 'density', 'ms'),
            'mono': ('absrel', 'rmse', 'mae', 'delta1', 'delta2', 'whdr', 'ms')}
@@ -48,26 +50,31 @@ def figure(path: Path, kind: str, samples: list[dict[str, Any]], results: list[d
                                'px' if kind == 'stereo' else 'm')
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog='depth-ros-compare', description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, __doc__)
     p.add_argument('--models', nargs='+', required=True, help='cards / names / .onnx / .pt / opencv_sgbm / opencv_bm')
     add_data_arguments(p)
     p.add_argument('--out', type=Path, required=True, help='output folder')
-    p.add_argument('--figure-samples', type=int, default=3, help='samples shown in comparison.png')
-    args = p.parse_args(argv)
+    p.add_argument('--figure-samples', type=int, default=3, help='samples shown in comparison.png (default: 3)')
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    evaluation = import_training(PROG, 'depth_ros.training.evaluation')
     try:
-        infos = [describe(m) for m in args.models]
+        evaluation.parse_source(args.data)
+        infos = [evaluation.describe(m) for m in args.models]
     except (ModelCardError, ValueError) as e:
-        sys.exit(f'depth-ros-compare: {e}')
+        sys.exit(f'{PROG}: {e}')
     kinds = {i['kind'] for i in infos}
     if len(kinds) != 1:
         mixed = ', '.join(f"{i['name']}: {i['kind']}" for i in infos)
-        sys.exit(f'depth-ros-compare: models mix kinds ({mixed})')
+        sys.exit(f'{PROG}: models mix kinds ({mixed})')
     kind = kinds.pop()
     max_disp = max_disparity_of(infos)
-    samples = load_samples(args.data, kind, args.n, resolve_size(args, infos), args.split, max_disp)
-    results = [evaluate_model(m, samples, kind, max_disp, args.max_depth) for m in args.models]
+    samples = load_data(PROG, evaluation, args, kind, resolve_size(args, infos), max_disp)
+    results = [evaluation.evaluate_model(m, samples, kind, max_disp, args.max_depth) for m in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
     title = f'{args.data} ({args.split}, {len(samples)} samples)'
     table = markdown_table(kind, [(r['name'], r['metrics']) for r in results], title)

@@ -2,9 +2,11 @@
 
     depth-ros-evaluate --model models/anynet_spn8.json --data synthetic --n 50 --out metrics.json
     depth-ros-evaluate --model runs/fastdepth/best.pt --data synthetic
-    depth-ros-evaluate --model opencv_sgbm --data kitti2015:/data/kitti --n 200
+    depth-ros-evaluate --model opencv_sgbm --data kitti_stereo:/data/kitti2015 --n 200
     depth-ros-evaluate --model fastdepth --data synthetic --update-card
 
+--data is 'synthetic' or '<reader>:<path>', the readers: diode, diw, kitti_depth,
+kitti_stereo, middlebury, nyu, nyu_mat, rendered (depth-ros-render's folders), sceneflow.
 Stereo models are also compared with OpenCV SGBM on the same pairs; anytime networks get
 metrics per stage count. --update-card writes the metrics into the model card under
 '<data>/<split>' (nothing else in the card changes).
@@ -19,14 +21,16 @@ from typing import Any, Sequence
 
 from depth_ros.model_card import ModelCardError, find_card
 
-from ..evaluation import describe, evaluate_model, is_checkpoint, load_samples, stereo_metrics_where
+from . import import_training, parser
+
+PROG = 'depth-ros-evaluate'
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """--data, --split, --n, --size, --max-depth (shared with depth-ros-compare)."""
-    p.add_argument('--data', default='synthetic', help="'synthetic' or '<reader>:<path>'")
+    p.add_argument('--data', default='synthetic', help="'synthetic' (default) or '<reader>:<path>'")
     p.add_argument('--split', default='val', help="'val' (held-out) or 'train'; reader splits as the reader names them")
-    p.add_argument('--n', type=int, default=20, help='number of samples')
+    p.add_argument('--n', type=int, default=20, help='number of samples (default: 20)')
     p.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
                    help="synthetic image size (default: the model's training/export size, else 256 512)")
     p.add_argument('--max-depth', type=float, help='mono: cap of the ground truth depth, m')
@@ -57,27 +61,44 @@ def update_card(model: str, key: str, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog='depth-ros-evaluate', description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, __doc__)
     p.add_argument('--model', required=True, help='model card / name / .onnx, .pt checkpoint, opencv_sgbm or opencv_bm')
     add_data_arguments(p)
     p.add_argument('--out', type=Path, help='write the metrics as JSON here')
     p.add_argument('--update-card', action='store_true', help="store the metrics in the model's card")
     p.add_argument('--no-sgbm', action='store_true', help='stereo: skip the OpenCV SGBM reference')
     p.add_argument('--input-scale', type=float, default=1.0,
-                   help='stereo networks: resize the pair by this before matching (the node parameter)')
+                   help='stereo networks: resize the pair by this before matching (the node parameter; default: 1)')
     p.add_argument('--label', help="name of the data in the card's metrics (default: --data)")
-    args = p.parse_args(argv)
-    if args.update_card and (is_checkpoint(args.model) or args.model in ('opencv_sgbm', 'opencv_bm')):
-        sys.exit('depth-ros-evaluate: --update-card needs a model with a card (export the checkpoint first)')
+    return p
+
+
+def load_data(prog: str, evaluation: Any, args: argparse.Namespace, kind: str, size: tuple[int, int],
+              max_disp: float) -> list[dict[str, Any]]:
+    """The samples of --data, or exit with one line (an unknown reader, a missing folder)."""
     try:
-        info = describe(args.model)
+        return evaluation.load_samples(args.data, kind, args.n, size, args.split, max_disp)
+    except (ValueError, OSError) as e:
+        sys.exit(f'{prog}: --data {args.data}: {e}')
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    evaluation = import_training(PROG, 'depth_ros.training.evaluation')
+    try:
+        evaluation.parse_source(args.data)
+    except ValueError as e:
+        sys.exit(f'{PROG}: {e}')
+    if args.update_card and (evaluation.is_checkpoint(args.model) or args.model in ('opencv_sgbm', 'opencv_bm')):
+        sys.exit(f'{PROG}: --update-card needs a model with a card (export the checkpoint first)')
+    try:
+        info = evaluation.describe(args.model)
     except (ModelCardError, ValueError) as e:
-        sys.exit(f'depth-ros-evaluate: {e}')
+        sys.exit(f'{PROG}: {e}')
     kind, size, max_disp = info['kind'], resolve_size(args, [info]), max_disparity_of([info])
-    samples = load_samples(args.data, kind, args.n, size, args.split, max_disp)
-    result = evaluate_model(args.model, samples, kind, max_disp, args.max_depth, args.input_scale)
+    samples = load_data(PROG, evaluation, args, kind, size, max_disp)
+    result = evaluation.evaluate_model(args.model, samples, kind, max_disp, args.max_depth, args.input_scale)
     report: dict[str, Any] = {'model': result['name'], 'kind': kind, 'data': args.label or args.data,
                               'split': args.split, 'n': len(samples), 'metrics': result['metrics']}
     if kind == 'stereo' and args.input_scale != 1.0:
@@ -87,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if 'stages' in result:
         report['stages'] = result['stages']
     if kind == 'stereo' and args.model != 'opencv_sgbm' and not args.no_sgbm:
-        sgbm = evaluate_model('opencv_sgbm', samples, kind, max_disp)
+        sgbm = evaluation.evaluate_model('opencv_sgbm', samples, kind, max_disp)
         report['opencv_sgbm'] = sgbm['metrics']
-        report['on_sgbm_pixels'] = stereo_metrics_where(result['predictions'], sgbm['predictions'], samples)
+        report['on_sgbm_pixels'] = evaluation.stereo_metrics_where(result['predictions'], sgbm['predictions'], samples)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -18,11 +18,13 @@ import sys
 from typing import Sequence
 
 from ..config import ConfigError, apply_overrides, dump_config, list_recipes, load_recipe
+from . import import_training, parser
+
+PROG = 'depth-ros-train'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='depth-ros-train', description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
+    p = parser(PROG, __doc__)
     p.add_argument('--recipe', help='recipe name (see --list) or path to a YAML file')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config value, e.g. optim.lr=1e-3 (repeatable)')
@@ -30,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-minutes', type=float, default=0.0, help='stop cleanly with a checkpoint after M minutes')
     p.add_argument('--resume', action='store_true', help='continue from <out>/last.pt if it exists')
     p.add_argument('--find-lr', action='store_true', help='LR range test instead of training')
-    p.add_argument('--lr-range', type=float, nargs=2, default=(1e-7, 10.0), metavar=('START', 'END'))
-    p.add_argument('--lr-steps', type=int, default=100, help='batches of the LR range test')
+    p.add_argument('--lr-range', type=float, nargs=2, default=(1e-7, 10.0), metavar=('START', 'END'),
+                   help='learning rates of the LR range test (default: 1e-7 10)')
+    p.add_argument('--lr-steps', type=int, default=100, help='batches of the LR range test (default: 100)')
     p.add_argument('--list', action='store_true', help='list the shipped recipes and exit')
     p.add_argument('--print-config', action='store_true', help='print the resolved config and exit')
     return p
@@ -43,23 +46,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         print('\n'.join(list_recipes()))
         return
     if not args.recipe:
-        sys.exit('depth-ros-train: --recipe is required (see --list)')
+        sys.exit(f'{PROG}: --recipe is required (see --list)')
     overrides = list(args.overrides) + ([f'log.out={args.out}'] if args.out else [])
     try:
         cfg = apply_overrides(load_recipe(args.recipe), overrides)
-        if args.resume:
-            from ..trainer import resume_config
-            cfg = apply_overrides(resume_config(cfg), overrides)
     except (ConfigError, KeyError, ValueError) as e:
-        sys.exit(f'depth-ros-train: {e}')
+        sys.exit(f'{PROG}: {e}')
+    if args.print_config and not args.resume:
+        print(dump_config(cfg), end='')
+        return
+    trainer = import_training(PROG, 'depth_ros.training.trainer')
+    stream_setup = import_training(PROG, 'depth_ros.training.stream_setup')
+    try:
+        if args.resume:
+            cfg = apply_overrides(trainer.resume_config(cfg), overrides)
+        for source in (cfg.data.source, cfg.data.val_source):
+            if source:
+                stream_setup.parse_source(source)
+    except (ConfigError, KeyError, ValueError) as e:
+        sys.exit(f'{PROG}: {e}')
     if args.print_config:
         print(dump_config(cfg), end='')
         return
     if args.find_lr:
         run_lr_finder(cfg, args)
         return
-    from ..trainer import train
-    summary = train(cfg, resume=args.resume, max_minutes=args.max_minutes)
+    summary = trainer.train(cfg, resume=args.resume, max_minutes=args.max_minutes)
     if int(os.environ.get('RANK', '0')) == 0:
         print(json.dumps({k: summary[k] for k in ('step', 'total_steps', 'finished', 'out_of_time', 'loss',
                                                      'best', 'out')}))
@@ -67,11 +79,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run_lr_finder(cfg, args: argparse.Namespace) -> None:
     """LR range test in one process; writes lr_finder.png / .csv in the run folder."""
-    from ..lr_finder import find_lr
+    find_lr = import_training(PROG, 'depth_ros.training.lr_finder').find_lr
     from ..trainer import Trainer
 
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:
-        sys.exit('depth-ros-train: run --find-lr in a single process')
+        sys.exit(f'{PROG}: run --find-lr in a single process')
     cfg.log.tensorboard = cfg.log.progress = False
     trainer = Trainer(cfg)
     try:

@@ -15,7 +15,6 @@ invalid, so mono training converts to the canonical camera with each sample's fx
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -106,7 +105,7 @@ class Rendered(Reader):
         self.root = Path(root)
         meta_path = self.root / 'dataset.json'
         if not meta_path.is_file():
-            raise FileNotFoundError(f'{meta_path} not found: render the dataset first (python -m {__name__})')
+            raise FileNotFoundError(f'{meta_path} not found: render the dataset first (depth-ros-render)')
         self.meta = json.loads(meta_path.read_text())
         self.kind = self.meta['kind']
         super().__init__(sorted(self.root.glob('*.npz')))
@@ -123,23 +122,3 @@ class Rendered(Reader):
                 raw = z['depth']
                 sample.update(image=z['image'], depth=np.where(raw > 0, raw.astype(np.float32) / 1000.0, np.float32(np.nan)))
         return sample
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``depth-ros-render``: render a synthetic dataset to disk (read back as ``rendered:<root>``)."""
-    parser = argparse.ArgumentParser(prog='depth-ros-render',
-                                     description='Render a synthetic dataset to disk (numpy renderer, parallel).')
-    parser.add_argument('kind', choices=('stereo', 'mono'))
-    parser.add_argument('root', help='output folder')
-    parser.add_argument('--n', type=int, default=4000, help='number of samples')
-    parser.add_argument('--size', type=int, nargs=2, default=(256, 512), metavar=('H', 'W'))
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--max-disparity', type=float, default=192.0)
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args(argv)
-    root = render_dataset(args.root, args.kind, args.n, tuple(args.size), args.seed, args.max_disparity, args.workers)
-    print(f'{len(Rendered(root))} {args.kind} samples in {root}')
-
-
-if __name__ == '__main__':
-    main()
