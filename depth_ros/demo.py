@@ -115,17 +115,23 @@ def picture(outputs: list[Output], monitor: Monitor, k: np.ndarray, title: str,
     return viz.column_figure(columns, MAX_COLUMNS, lead=2, title=title)
 
 
+def enough(args: argparse.Namespace) -> int:
+    """Depth images a node must deliver not to be flagged: SHORT, or --frames when it asks fewer."""
+    return min(SHORT, args.frames) if args.frames else SHORT
+
+
 def shortfall(out: Output, node: Any, args: argparse.Namespace, nodes: int) -> str | None:
-    """Why a node delivered fewer than SHORT depth images (None if it did not)."""
+    """Why a node delivered fewer than ``enough(args)`` depth images in the ``args.elapsed`` s the
+    demo ran (None if it did not)."""
     n = len(out.received)
-    if n >= SHORT:
+    if n >= enough(args):
         return None
     diag = node.diagnostics
     problem = node.errors.latest(1e9)
     why = (f'last problem: {problem.message}' if problem else 'it received no input' if not diag.inputs.count
            else f'too slow here with {nodes} depth nodes sharing {cpu_cores()} CPU cores '
            f'({diag.inputs.count} frames in, {node.worker.dropped} dropped)')
-    return (f'{out.label}: {"NO depth image" if n == 0 else f"only {n} depth image(s)"} in {args.seconds:g} s - '
+    return (f'{out.label}: {"NO depth image" if n == 0 else f"only {n} depth image(s)"} in {args.elapsed:.1f} s - '
             f'{why}. Try fewer --stereo-models, a longer --seconds or a smaller --width/--height.')
 
 
@@ -142,7 +148,7 @@ def report(args: argparse.Namespace, monitor: Monitor, outputs: list[Output], no
         trained = '' if est is None or est.trained else ' **untrained, for tests**'
         model = 'none' if est is None else f'{est.name} ({est.backend}){trained}'
         m, n = metrics[out.prefix], len(out.received)
-        hz = 'NO OUTPUT' if n == 0 else f'{rate(out.received):.1f}' + (f' (only {n})' if n < SHORT else '')
+        hz = 'NO OUTPUT' if n == 0 else f'{rate(out.received):.1f}' + (f' (only {n})' if n < enough(args) else '')
 
         def fmt(key: str, spec: str) -> str:
             return format(m[key], spec) if key in m and np.isfinite(m[key]) else 'n/a'
@@ -167,9 +173,16 @@ def report(args: argparse.Namespace, monitor: Monitor, outputs: list[Output], no
 
 
 # ----------------------------------------------------------------------------- options and models
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except None (its help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='depth-ros-demo', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--stereo-models', '--stereo-model', dest='stereo_models', default=None,
                    help="stereo models to compare, comma-separated: 'opencv_sgbm', 'opencv_bm', shipped model "
                    'names (models/<name>.json) or model card / .onnx paths; default: every trained stereo model '
@@ -301,19 +314,23 @@ def run(args: argparse.Namespace, context: Context) -> int:
         executor.add_node(node)
     threads = sorted({m.threads for m in models if m.threads})
     print(f'running {", ".join(n.get_name() for n in nodes.values())} on a {args.width}x{args.height} synthetic '
-          f'stereo camera at {args.rate:g} Hz for {args.seconds:g} s'
+          f'stereo camera at {args.rate:g} Hz for ' + (f'up to {args.seconds:g} s (until every node published '
+                                                        f'{args.frames} depth images)' if args.frames
+                                                        else f'{args.seconds:g} s')
           + (f' ({"/".join(map(str, threads))} inference thread(s) per network)' if threads else '') + ' ...',
           flush=True)
-    deadline = time.monotonic() + args.seconds
+    start = time.monotonic()
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < start + args.seconds:
             executor.spin_once(timeout_sec=0.1)
             if args.frames and all(len(o.received) >= args.frames for o in outputs):
                 break
+        args.elapsed = time.monotonic() - start
         monitor.recording = False
         source.timer.cancel()
         drain(executor, list(nodes.values()))  # every node finishes the last frame: one frame for the picture
     except KeyboardInterrupt:
+        args.elapsed = time.monotonic() - start
         print('interrupted: reporting what arrived so far')
     finally:
         monitor.recording = False
@@ -328,7 +345,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     for node in silent:
         problem = node.errors.latest(1e9)
         print(f'depth-ros-demo: {"ERROR" if status else "WARNING"}: {node.get_name()} published no depth in '
-              f'{args.seconds:g} s' + (f'; last problem: {problem.message}' if problem else ''), file=sys.stderr)
+              f'{args.elapsed:.1f} s' + (f'; last problem: {problem.message}' if problem else ''), file=sys.stderr)
     title = (f'depth_ros demo - synthetic {args.width}x{args.height} scene (seed {args.seed}): '
              f'{", ".join(o.tag for o in outputs)}')
     figure = picture(outputs, monitor, source.source.camera.p[:, :3], title, metrics)
