@@ -1,20 +1,25 @@
-"""What launch/stereo.launch.py and launch/mono.launch.py share (imports ``launch``, so only
-launch files use this module): arguments, the depth node with its parameter file and input
-remaps, the optional ``camera_source`` (``demo:=true``) and RViz (``rviz:=true``), and the Fast
-DDS transport setting of the processes started (``FASTDDS_TRANSPORTS``)."""
+"""What the launch files share (imports ``launch``, so only launch files use this module):
+arguments (choice-valued ones checked, undeclared ones warned about), the depth node with its
+parameter file and input remaps, the optional ``camera_source`` (``demo:=true``) and RViz
+(``rviz:=true``), and the Fast DDS transport setting of the processes started
+(``FASTDDS_TRANSPORTS``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+import launch.logging
 from launch import LaunchContext, LaunchDescription
 from launch.action import Action
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable,
+                            SetLaunchConfiguration)
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = 'depth_ros'
-TRUE = ('true', '1', 'yes', 'on')
+BOOLEAN = ['true', 'false']
+CHECKED = '_depth_ros_arguments_checked'  # set once the arguments given were checked (see checked)
+NOT_ARGUMENTS = ('launch-prefix', 'launch-prefix-filter')  # `ros2 launch` options passed as arguments
 # Fast DDS's default transports with 4 MB socket buffers, which also make the shared-memory
 # segment 8 MB (2x): a publisher then delivers 640x480 images and clouds to best-effort
 # subscribers in other processes (measured: 40 of 40 images instead of 0-8 of 40). It is a
@@ -39,8 +44,30 @@ def installed(package: str) -> bool:
 
 
 def flag(context: LaunchContext, name: str) -> bool:
-    """A boolean launch argument ('true'/'false')."""
-    return LaunchConfiguration(name).perform(context).strip().lower() in TRUE
+    """A boolean launch argument (declared with ``choices=BOOLEAN``)."""
+    return LaunchConfiguration(name).perform(context) == 'true'
+
+
+def checked(actions: list[Action], launch_file: str) -> LaunchDescription:
+    """A launch description of ``actions`` that first warns about arguments given that it does
+    not declare (``modle:=opencv_bm``), once per launch: when a depth_ros launch file includes
+    another, the including one checks for both."""
+    description = LaunchDescription()
+
+    def warn(context: LaunchContext) -> list[Action]:
+        if CHECKED in context.launch_configurations:
+            return []
+        declared = {a.name for a in description.get_launch_arguments()}
+        unknown = sorted(set(context.launch_configurations) - declared - set(NOT_ARGUMENTS))
+        if unknown:
+            launch.logging.get_logger(launch_file).warning(
+                f'ignoring argument(s) {", ".join(unknown)}: {launch_file} does not declare them (misspelt?); '
+                f'its arguments: {", ".join(sorted(declared))} (ros2 launch depth_ros {launch_file} --show-args)')
+        return [SetLaunchConfiguration(CHECKED, 'true')]
+
+    for action in [OpaqueFunction(function=warn), *actions]:
+        description.add_action(action)
+    return description
 
 
 def depth_launch_description(kind: str, inputs: dict[str, tuple[str, str]]) -> LaunchDescription:
@@ -51,26 +78,28 @@ def depth_launch_description(kind: str, inputs: dict[str, tuple[str, str]]) -> L
         DeclareLaunchArgument('model', default_value='', description='Model (overrides params_file): '
                               + ('opencv_sgbm, opencv_bm, ' if kind == 'stereo' else '')
                               + 'a shipped model name or a model card/.onnx path.'),
-        DeclareLaunchArgument('backend', default_value='', description='auto | onnxruntime | torch '
-                              '(overrides params_file).'),
-        DeclareLaunchArgument('decimation', default_value='', description='Output resolution divisor '
-                              '(overrides params_file).'),
-        DeclareLaunchArgument('input_reliability', default_value='', description='best_effort (REP 2003; '
-                              'matches every publisher, but large images from another process may be lost) | '
-                              'reliable (every image arrives; does not match best-effort publishers) '
-                              '(overrides params_file).'),
+        DeclareLaunchArgument('backend', default_value='', choices=['', 'auto', 'onnxruntime', 'torch', 'opencv'],
+                              description='Inference backend (overrides params_file; empty: its value).'),
+        DeclareLaunchArgument('decimation', default_value='', description='Output resolution divisor, an '
+                              'integer >= 1 (overrides params_file).'),
+        DeclareLaunchArgument('input_reliability', default_value='', choices=['', 'best_effort', 'reliable'],
+                              description='best_effort (REP 2003; matches every publisher, but large images from '
+                              'another process may be lost) or reliable (every image arrives; does not match '
+                              'best-effort publishers) (overrides params_file; empty: its value).'),
         DeclareLaunchArgument('namespace', default_value='', description='Namespace of the nodes and topics.'),
         DeclareLaunchArgument('params_file', default_value=share('config', f'{kind}.yaml'),
                               description=f'Parameters of {kind}_depth_node.'),
-        DeclareLaunchArgument('use_sim_time', default_value='false', description='Use the /clock topic.'),
-        DeclareLaunchArgument('demo', default_value='false', description='Also start camera_source (a '
-                              'synthetic camera with ground truth) as the input.'),
+        DeclareLaunchArgument('use_sim_time', default_value='false', choices=BOOLEAN,
+                              description='Use the /clock topic.'),
+        DeclareLaunchArgument('demo', default_value='false', choices=BOOLEAN, description='Also start '
+                              'camera_source (a synthetic camera with ground truth) as the input.'),
         DeclareLaunchArgument('camera_params_file', default_value=share('config', 'camera_source.yaml'),
                               description='Parameters of camera_source (demo:=true).'),
-        DeclareLaunchArgument('rviz', default_value='false', description='Start RViz (if rviz2 is installed).'),
+        DeclareLaunchArgument('rviz', default_value='false', choices=BOOLEAN,
+                              description='Start RViz (if rviz2 is installed).'),
     ] + [DeclareLaunchArgument(arg, default_value=topic, description=text)
          for arg, (topic, text) in inputs.items()]
-    return LaunchDescription(args + [OpaqueFunction(function=_setup, args=[kind, inputs])])
+    return checked(args + [OpaqueFunction(function=_setup, args=[kind, inputs])], f'{kind}.launch.py')
 
 
 def _setup(context: LaunchContext, kind: str, inputs: dict[str, tuple[str, str]]) -> list[Action]:
@@ -82,6 +111,8 @@ def _setup(context: LaunchContext, kind: str, inputs: dict[str, tuple[str, str]]
         if value(name):
             overrides[name] = value(name)
     if value('decimation'):
+        if not value('decimation').isdigit() or int(value('decimation')) < 1:
+            raise ValueError(f"decimation must be an integer >= 1, not {value('decimation')!r}")
         overrides['decimation'] = int(value('decimation'))
     name, transports = FASTDDS_TRANSPORTS
     actions: list[Action] = [] if name in context.environment else [SetEnvironmentVariable(name, transports)]

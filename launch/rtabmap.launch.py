@@ -9,13 +9,12 @@ exact stamp):
 Arguments: those of stereo.launch.py, plus frame_id (the robot's base frame, default camera_link,
 which camera_source's static TF connects to the optical frames) and rtabmap_args.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from depth_ros.launch_common import flag, installed, share
+from depth_ros.launch_common import BOOLEAN, checked, flag, installed, share
 
 PACKAGES = ('rtabmap_odom', 'rtabmap_slam')
 REMAPS = [('rgb/image', 'left/image_rect'), ('rgb/camera_info', 'depth/camera_info'),
@@ -40,13 +39,14 @@ def _rtabmap(context):
 
 
 def generate_launch_description():
-    return LaunchDescription([
+    return checked([
         DeclareLaunchArgument('frame_id', default_value='camera_link', description='Base frame for RTAB-Map.'),
         DeclareLaunchArgument('rtabmap_args', default_value='--delete_db_on_start',
                               description='Extra command-line arguments of rtabmap.'),
         DeclareLaunchArgument('namespace', default_value='', description='Namespace of the nodes and topics.'),
-        DeclareLaunchArgument('use_sim_time', default_value='false', description='Use the /clock topic.'),
+        DeclareLaunchArgument('use_sim_time', default_value='false', choices=BOOLEAN,
+                              description='Use the /clock topic.'),
         IncludeLaunchDescription(PythonLaunchDescriptionSource(share('launch', 'stereo.launch.py')),
                                  launch_arguments={'decimation': '1'}.items()),
         OpaqueFunction(function=_rtabmap),
-    ])
+    ], 'rtabmap.launch.py')

@@ -148,6 +148,38 @@ def _reliability(probe: Probe, topic: str, node: str) -> ReliabilityPolicy:
                                     if i.node_name == node), None))
 
 
+def ros2_launch(install: Path, args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """`ros2 launch depth_ros <args>` run to its end (for launches that stop by themselves)."""
+    return subprocess.run(['bash', '-c', f'source {install}/setup.bash && exec ros2 launch depth_ros {args}'],
+                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_argument_values_stop_the_launch_with_the_choices(install):
+    for args, message in (('stereo.launch.py demo:=ture', 'Argument "demo" provided value "ture" is not valid. '
+                                                           "Valid options are: ['true', 'false']"),
+                          ('mono.launch.py backend:=onnx', 'Argument "backend" provided value "onnx" is not valid'),
+                          ('stereo.launch.py decimation:=two', "decimation must be an integer >= 1, not 'two'")):
+        r = ros2_launch(install, args)
+        assert r.returncode != 0 and message in r.stdout + r.stderr, r.stdout + r.stderr
+        assert 'process started' not in r.stdout + r.stderr
+    r = ros2_launch(install, 'stereo.launch.py --show-args')
+    assert r.returncode == 0 and "'opencv'" in r.stdout and "'best_effort'" in r.stdout, r.stdout
+
+
+def test_undeclared_arguments_are_warned_about(install, ros, tmp_path):
+    """A misspelt argument is named (the launch goes on); an included launch file's arguments
+    (rtabmap.launch.py includes stereo.launch.py) are declared ones."""
+    warning = 'ignoring argument(s) modle: stereo.launch.py does not declare them'
+    with launched(install, 'stereo.launch.py modle:=opencv_bm model:=opencv_bm', tmp_path / 'typo.log', {}) as (
+            launch, probe, _):
+        wait_until(lambda: ') loaded' in launch.output(), timeout=60)  # interrupted once running
+    assert warning in launch.final_log and 'model:' not in launch.final_log.split(warning)[1].split('\n')[0]
+    with launched(install, 'rtabmap.launch.py demo:=false decimation:=1 frame_id:=base', tmp_path / 'rt.log', {}) as (
+            launch, probe, _):
+        wait_until(lambda: ') loaded' in launch.output(), timeout=60)  # interrupted once running
+    assert 'ignoring argument' not in launch.final_log, launch.final_log
+
+
 def test_stereo_launch_with_demo_camera(install, ros, tmp_path):
     """As a user starts it: the default model (models/anynet_spn8) on the synthetic camera."""
     camera = tmp_path / 'camera.yaml'
