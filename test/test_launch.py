@@ -154,6 +154,18 @@ def ros2_launch(install: Path, args: str, timeout: float = 60.0) -> subprocess.C
                           env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def test_console_commands_run_with_ros2_run(install):
+    """After colcon build the commands live in lib/depth_ros (not on PATH): `ros2 run` runs them."""
+    for command in ('depth-ros-train', 'depth-ros-export', 'depth-ros-evaluate', 'depth-ros-compare',
+                    'depth-ros-render', 'depth-ros-demo'):
+        r = subprocess.run(['bash', '-c', f'source {install}/setup.bash && ros2 run depth_ros {command} --help'],
+                           env=_env(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.startswith(f'usage: {command}'), r.stdout + r.stderr
+    r = subprocess.run(['bash', '-c', f'source {install}/setup.bash && ros2 run depth_ros depth-ros-train --list'],
+                       env=_env(), capture_output=True, text=True, timeout=60)
+    assert 'anynet_synthetic' in r.stdout.split(), r.stdout + r.stderr
+
+
 def test_bad_argument_values_stop_the_launch_with_the_choices(install):
     for args, message in (('stereo.launch.py demo:=ture', 'Argument "demo" provided value "ture" is not valid. '
                                                            "Valid options are: ['true', 'false']"),
