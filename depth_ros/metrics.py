@@ -20,7 +20,6 @@ from typing import Mapping
 
 import numpy as np
 
-EIGEN_CROP_480x640 = (45, 471, 41, 601)  # rows 45:471, cols 41:601 of a 480x640 NYU image
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 Metrics = dict[str, float | np.ndarray]
@@ -59,16 +58,6 @@ def valid_gt(gt: np.ndarray, valid: np.ndarray | None = None, max_value: float |
     return mask if valid is None else mask & np.asarray(valid, dtype=bool)
 
 
-def eigen_crop_mask(shape: tuple[int, int] = (480, 640)) -> np.ndarray:
-    """(H, W) bool mask of the Eigen crop used on NYU Depth V2 (rows 45:471, cols 41:601 at
-    480x640), scaled proportionally for other resolutions. AND it with the GT mask."""
-    h, w = shape
-    r0, r1, c0, c1 = EIGEN_CROP_480x640
-    mask = np.zeros((h, w), dtype=bool)
-    mask[round(r0 * h / 480):round(r1 * h / 480), round(c0 * w / 640):round(c1 * w / 640)] = True
-    return mask
-
-
 # ----------------------------------------------------------------------------- alignment
 def _align_factors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-image (scale, shift), each (N, 1, 1), fitted on ``mask`` pixels."""
@@ -94,21 +83,6 @@ def _align_factors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str
     return scale[:, None, None], shift[:, None, None]
 
 
-def align(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, mode: str = 'median') -> np.ndarray:
-    """Scale-align a relative prediction to ``gt`` per image, fitted on valid-GT pixels.
-
-    ``mode``: 'median' (s = median(gt) / median(pred)), 'lsq' (least-squares scale,
-    argmin_s sum (s*pred - gt)^2) or 'lsq_shift' (least-squares scale and shift). The result
-    has the shape and units of ``gt``. Align in the space the model predicts in (e.g. convert
-    inverse depth to depth afterwards) - the caller chooses.
-    """
-    was_2d, (p, g, v) = _batched(pred, gt, valid)
-    mask = valid_gt(g, v) & np.isfinite(p)
-    scale, shift = _align_factors(p, g, mask, mode)
-    out = p * scale + shift
-    return out[0] if was_2d else out
-
-
 # ----------------------------------------------------------------------------- depth
 def depth_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, *,
                   max_depth: float | None = None, min_depth: float = 1e-3,
@@ -117,7 +91,8 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = N
 
     Pixels count where GT is valid (finite, > 0, <= ``max_depth``), ``valid`` is set and the
     prediction is finite. With ``align_mode`` ('median', 'lsq', 'lsq_shift') the prediction is
-    first aligned on those pixels (see ``align``). The prediction is then clipped to
+    first aligned on those pixels: 'median' scales by median(gt) / median(pred), 'lsq' by the
+    least-squares scale, 'lsq_shift' fits scale and shift. The prediction is then clipped to
     [``min_depth``, ``max_depth``] (the NYU/KITTI protocol; it also keeps logs finite).
 
     Returns rmse, mae, absrel, sqrel, rmse_log, log10 (errors, in depth units where they have

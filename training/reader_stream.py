@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from depth_ros.metrics import normalize_pairs
+
 from .config import TrainConfig
 from .data import open_reader
 from .data.augment import crop
@@ -67,11 +69,9 @@ def resize_sample(sample: Sample, size: tuple[int, int]) -> Sample:
 def normalised_pairs(sample: Sample, k: int) -> np.ndarray:
     """(k, 5) rows (y_i, x_i, y_j, x_j, r) in (pixel + 0.5) / size coordinates from a DIW
     sample's pixel 'pairs' and 'ordinal'; the first k pairs, NaN rows after the last."""
-    h, w = sample['image'].shape[:2]
+    rows = np.concatenate([sample['pairs'][:k], np.reshape(sample['ordinal'][:k], (-1, 1))], axis=1)
     out = np.full((k, 5), np.nan, np.float32)
-    pairs, ordinal = sample['pairs'][:k], sample['ordinal'][:k]
-    out[:len(pairs), :4] = (pairs + 0.5) / np.array([h, w, h, w])
-    out[:len(pairs), 4] = ordinal
+    out[:len(rows)] = normalize_pairs(rows, sample['image'].shape[:2])
     return out
 
 
