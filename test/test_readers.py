@@ -9,7 +9,7 @@ import torch
 from depth_ros.training.data import (DIODE, DIW, KITTIDepth, KITTIStereo2015, Middlebury, NYUv2Folder, NYUv2Mat,
                                      SceneFlow, TorchDataset, collate, open_reader)
 from depth_ros.training.data.augment import Augment
-from depth_ros.training.data.io import read_calib, read_pfm, write_pfm
+from depth_ros.training.data.io import read_calib, read_pfm
 
 H, W = 6, 8
 
@@ -44,19 +44,6 @@ def test_pfm_reader_handles_both_endians_and_bottom_up_rows(tmp_path):
     colour = np.random.default_rng(0).random((H, W, 3)).astype(np.float32)
     (tmp_path / 'c.pfm').write_bytes(_pfm_bytes(b'PF', colour, -1.0))
     np.testing.assert_array_equal(read_pfm(tmp_path / 'c.pfm'), colour)
-
-
-def test_pfm_writer_roundtrip_and_layout(tmp_path):
-    image = np.random.default_rng(1).random((H, W)).astype(np.float32)
-    image[0, 0] = np.inf
-    for little in (True, False):
-        write_pfm(tmp_path / 'w.pfm', image, little_endian=little)
-        data = (tmp_path / 'w.pfm').read_bytes()
-        header = b'Pf\n%d %d\n%s\n' % (W, H, b'-1.0' if little else b'1.0')
-        assert data.startswith(header)
-        first_stored_row = np.frombuffer(data[len(header):len(header) + 4 * W], '<f4' if little else '>f4')
-        np.testing.assert_array_equal(first_stored_row, image[-1])     # bottom row first
-        np.testing.assert_array_equal(read_pfm(tmp_path / 'w.pfm'), image)
 
 
 def test_nyu_labeled_mat(tmp_path):
@@ -169,7 +156,7 @@ def test_sceneflow(tmp_path):
     _write_rgb(driving / 'right' / '0001.png', _rgb(11))
     driving_disparity = tmp_path / 'disparity' / '15mm_focallength' / 'scene_forwards' / 'fast' / 'left'
     driving_disparity.mkdir(parents=True)
-    write_pfm(driving_disparity / '0001.pfm', np.full((H, W), 3.0))
+    (driving_disparity / '0001.pfm').write_bytes(_pfm_bytes(b'Pf', np.full((H, W), 3.0, np.float32), -1.0))
     assert len(SceneFlow(tmp_path)) == 3 and len(SceneFlow(tmp_path, split='train')) == 1
     sample = SceneFlow(tmp_path, split='test')[0]
     stored = tmp_path / 'disparity' / 'TEST' / 'A' / '0000'
@@ -204,7 +191,7 @@ def test_middlebury(tmp_path):
     disparity = np.random.default_rng(14).uniform(10, 60, (H, W)).astype(np.float32)
     disparity[0, 0] = np.inf
     (scene / 'disp0GT.pfm').write_bytes(_pfm_bytes(b'Pf', disparity, -1.0))
-    write_pfm(scene / 'disp1.pfm', disparity + 1)
+    (scene / 'disp1.pfm').write_bytes(_pfm_bytes(b'Pf', disparity + 1, -1.0))
     mask = np.full((H, W), 255, np.uint8)
     mask[:, 0] = 128
     cv2.imwrite(str(scene / 'mask0nocc.png'), mask)

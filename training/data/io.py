@@ -51,17 +51,6 @@ def read_pfm(path: PathLike) -> np.ndarray:
     return image[..., 0] if channels == 1 else image
 
 
-def write_pfm(path: PathLike, image: np.ndarray, little_endian: bool = True) -> None:
-    """Write (H, W) or (H, W, 3) float values as PFM (rows bottom-up, scale 1)."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f'PFM holds (H, W) or (H, W, 3) images, not {image.shape}')
-    kind = 'PF' if image.ndim == 3 else 'Pf'
-    header = f'{kind}\n{image.shape[1]} {image.shape[0]}\n{-1.0 if little_endian else 1.0}\n'.encode()
-    body = image[::-1].astype('<f4' if little_endian else '>f4').tobytes()
-    Path(path).write_bytes(header + body)
-
-
 def read_calib(path: PathLike) -> dict[str, np.ndarray | str]:
     """``key: values`` (KITTI) or ``key=values`` (Middlebury) lines -> numbers as float64 arrays
     (brackets and ';' row separators are ignored), anything else as a string."""
