@@ -27,7 +27,7 @@ setup(
         'ros': ['ros-rclpy[fastrtps]', 'ros-sensor-msgs', 'ros-stereo-msgs', 'ros-std-msgs',
                 'ros-geometry-msgs', 'ros-diagnostic-msgs', 'ros-ament-index-python', 'ros-rcl-interfaces'],
         'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy', 'h5py'],
-        'test': ['pytest'],
+        'test': ['pytest', 'ruff'],
         'bench': ['transformers'],   # Depth Anything V2 Small's architecture in bench/models.py
     },
     zip_safe=True,

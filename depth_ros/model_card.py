@@ -93,7 +93,8 @@ class ModelCard:
         if not path.is_file():
             raise ModelCardError(f'weights file {path} named by model card {self.name!r} does not exist')
         if verify and g.sha256 and sha256_of(path) != g.sha256:
-            raise ModelCardError(f'weights file {path} is corrupt or was replaced: sha256 does not match its model card')
+            raise ModelCardError(f'weights file {path} is corrupt or was replaced: sha256 does not match its '
+                                 'model card')
         return path
 
     def to_dict(self) -> dict[str, Any]:

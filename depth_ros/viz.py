@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -287,7 +287,8 @@ def tile(panels: Sequence[Panel], columns: int, cell: tuple[int, int] = (320, 24
             continue
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError(f'panel {label!r} must be a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}')
+            raise ValueError(f'panel {label!r} must be a uint8 (H, W) or (H, W, 3) image, '
+                             f'got {image.dtype} {image.shape}')
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         y0, x0 = top + (i // columns) * (ch + label_h), (i % columns) * cw

@@ -11,7 +11,8 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from . import plots
 

@@ -12,7 +12,8 @@ true), applied with the same per-batch seed.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch

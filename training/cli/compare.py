@@ -14,7 +14,8 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from depth_ros.model_card import ModelCardError
 

@@ -17,7 +17,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from depth_ros.model_card import ModelCardError, find_card
 

@@ -14,7 +14,8 @@ import argparse
 import ast
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from . import import_training, parser
 

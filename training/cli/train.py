@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..config import ConfigError, apply_overrides, dump_config, list_recipes, load_recipe
 from . import import_training, parser

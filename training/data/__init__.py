@@ -34,5 +34,5 @@ def open_reader(name: str, path: str, **options: Any) -> Reader:
 
 
 __all__ = ['Augment', 'DIODE', 'DIW', 'KITTIDepth', 'KITTIStereo2015', 'Middlebury', 'NYUv2Folder', 'NYUv2Mat',
-           'Photometric', 'READERS', 'Reader', 'Rendered', 'SceneFlow', 'SyntheticMono', 'SyntheticStereo', 'TorchDataset',
-           'collate', 'open_reader', 'to_tensors']
+           'Photometric', 'READERS', 'Reader', 'Rendered', 'SceneFlow', 'SyntheticMono', 'SyntheticStereo',
+           'TorchDataset', 'collate', 'open_reader', 'to_tensors']

@@ -1,7 +1,7 @@
 """Weighted sums of one loss over several prediction heads (seed 004 intermediate heads)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -6,7 +6,7 @@ of the batch; a batch without any counted pixel gives 0.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

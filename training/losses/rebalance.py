@@ -17,7 +17,8 @@ from -strength to +strength over ``ramp`` rebalancing steps.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 

@@ -7,7 +7,7 @@ pairs serve every head resolution; ``r = +1``: point i is closer to the camera t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
