@@ -27,6 +27,19 @@ NOT_ARGUMENTS = ('launch-prefix', 'launch-prefix-filter')  # `ros2 launch` optio
 # participants never match default ones). Set only when the user has not set the variable; no
 # effect with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (rmw_fastrtps then sets its own transports).
 FASTDDS_TRANSPORTS = ('FASTDDS_BUILTIN_TRANSPORTS', 'DEFAULT?sockets_size=4MB')
+# Input launch arguments of each kind: argument -> (the node's input topic it remaps, description).
+INPUTS = {
+    'stereo': {
+        'left_image': ('left/image_rect', 'Left rectified image topic.'),
+        'left_info': ('left/camera_info', 'Left camera_info topic.'),
+        'right_image': ('right/image_rect', 'Right rectified image topic.'),
+        'right_info': ('right/camera_info', 'Right camera_info topic (P[3] = -fx * baseline).'),
+    },
+    'mono': {
+        'image': ('image', 'Image topic.'),
+        'camera_info': ('camera_info', 'camera_info topic (its focal length makes the depth metric).'),
+    },
+}
 
 
 def share(*parts: str) -> str:
@@ -70,10 +83,10 @@ def checked(actions: list[Action], launch_file: str) -> LaunchDescription:
     return description
 
 
-def depth_launch_description(kind: str, inputs: dict[str, tuple[str, str]]) -> LaunchDescription:
-    """Launch description of ``<kind>_depth_node`` (kind 'stereo' or 'mono'); ``inputs`` maps a
-    launch argument to (the node's input topic, its description), e.g. 'left_image':
-    ('left/image_rect', ...), so ``left_image:=/camera/left/image_rect`` remaps it."""
+def depth_launch_description(kind: str) -> LaunchDescription:
+    """Launch description of ``<kind>_depth_node`` (kind 'stereo' or 'mono'), its inputs remapped
+    by the arguments ``INPUTS[kind]`` (``left_image:=/camera/left/image_rect``)."""
+    inputs = INPUTS[kind]
     args = [
         DeclareLaunchArgument('model', default_value='', description='Model (overrides params_file): '
                               + ('opencv_sgbm, opencv_bm, ' if kind == 'stereo' else '')
@@ -99,10 +112,10 @@ def depth_launch_description(kind: str, inputs: dict[str, tuple[str, str]]) -> L
                               description='Start RViz (if rviz2 is installed).'),
     ] + [DeclareLaunchArgument(arg, default_value=topic, description=text)
          for arg, (topic, text) in inputs.items()]
-    return checked(args + [OpaqueFunction(function=_setup, args=[kind, inputs])], f'{kind}.launch.py')
+    return checked(args + [OpaqueFunction(function=_setup, args=[kind])], f'{kind}.launch.py')
 
 
-def _setup(context: LaunchContext, kind: str, inputs: dict[str, tuple[str, str]]) -> list[Action]:
+def _setup(context: LaunchContext, kind: str) -> list[Action]:
     value = lambda name: LaunchConfiguration(name).perform(context).strip()  # noqa: E731
     namespace = value('namespace')
     common = {'use_sim_time': flag(context, 'use_sim_time')}
@@ -119,7 +132,7 @@ def _setup(context: LaunchContext, kind: str, inputs: dict[str, tuple[str, str]]
     actions.append(Node(
         package=PACKAGE, executable=f'{kind}_depth_node', name=f'{kind}_depth_node', namespace=namespace,
         parameters=[value('params_file'), overrides], output='screen',
-        remappings=[(topic, value(arg)) for arg, (topic, _) in inputs.items()]))
+        remappings=[(topic, value(arg)) for arg, (topic, _) in INPUTS[kind].items()]))
     if flag(context, 'demo'):
         actions.append(Node(package=PACKAGE, executable='camera_source', name='camera_source',
                             namespace=namespace, parameters=[value('camera_params_file'), common],

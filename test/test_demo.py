@@ -3,6 +3,7 @@ sensor_msgs_py or launch (as on a machine with only the PyPI packages): camera_s
 nodes (SGBM and BM, compared on the same frames) and the mono node (a tiny untrained model
 exported here) in one process; exit codes; a node without output flagged in its row (in
 process, with a real ROS run); the picture's layout."""
+import argparse
 import os
 import re
 import subprocess
@@ -45,6 +46,18 @@ def mono_card(tmp_path_factory):
 def demo_process(env, *args, timeout=120):
     return subprocess.run([sys.executable, '-m', 'depth_ros.demo', '--threads', '1', *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+def run_in_process(*argv: str) -> tuple[int, argparse.Namespace]:
+    """demo.run in this process (its own ROS context, one inference thread per node); returns
+    (exit status, the options)."""
+    args = demo.parse_args(['--threads', '1', *argv])
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        return demo.run(args, context), args
+    finally:
+        rclpy.try_shutdown(context=context)
 
 
 def table_row(stdout: str, label: str) -> list[str]:
@@ -113,15 +126,8 @@ def test_a_node_without_output_is_flagged_in_its_row_and_the_demo_succeeds(mono_
         raise FrameError('estimator', 'test: every frame rejected', ERROR)
 
     monkeypatch.setattr(MonoDepthNode, 'process', reject)
-    args = demo.parse_args(['--seconds', '2', '--width', '160', '--height', '120', '--threads', '1',
-                            '--stereo-models', 'opencv_sgbm', '--mono-model', str(mono_card),
-                            '--out', str(tmp_path / 'z.png')])
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        status = demo.run(args, context)
-    finally:
-        rclpy.try_shutdown(context=context)
+    status, _ = run_in_process('--seconds', '2', '--width', '160', '--height', '120', '--stereo-models', 'opencv_sgbm',
+                               '--mono-model', str(mono_card), '--out', str(tmp_path / 'z.png'))
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
     sgbm = table_row(captured.out, 'stereo: opencv_sgbm')
@@ -178,15 +184,8 @@ def test_default_stereo_models_are_the_trained_shipped_ones_then_sgbm(tmp_path, 
 def test_frames_stops_early_and_reports_truthfully(mono_card, tmp_path, capsys):
     """--frames 3 stops once every node published 3 depth images: no node is flagged short and
     the report names the time actually run, not the 120 s cap."""
-    args = demo.parse_args(['--frames', '3', '--width', '160', '--height', '120', '--threads', '1',
-                            '--stereo-models', 'opencv_bm', '--mono-model', str(mono_card),
-                            '--out', str(tmp_path / 'f.png')])
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        status = demo.run(args, context)
-    finally:
-        rclpy.try_shutdown(context=context)
+    status, args = run_in_process('--frames', '3', '--width', '160', '--height', '120', '--stereo-models', 'opencv_bm',
+                                  '--mono-model', str(mono_card), '--out', str(tmp_path / 'f.png'))
     out = capsys.readouterr().out
     assert status == 0 and args.elapsed < 60, out
     assert 'up to 120 s (until every node published 3 depth images)' in out

@@ -103,10 +103,19 @@ class Task:
     def evaluate(self, model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         raise NotImplementedError
 
+    def labelled_predictions(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        """Eval-mode predictions (B, 1, H, W) at the input size, each with its label in plots."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def sample_rows(self, model: nn.Module, batch: dict[str, torch.Tensor], n: int) -> tuple[list, str]:
-        """Rows (input image, [(label, map)], ground truth) for plots.sample_figure, and the unit."""
-        raise NotImplementedError
+        """Rows (input image, [(label, map)], ground truth or None) for plots.sample_figure, and the unit."""
+        image, target = ('left', 'disparity') if self.kind == 'stereo' else ('image', 'depth')
+        preds = self.labelled_predictions(model, batch)
+        gt = batch.get(target)
+        rows = [(batch[image][i].cpu().numpy(), [(label, p[i, 0].cpu().numpy()) for label, p in preds],
+                 None if gt is None else gt[i, 0].cpu().numpy()) for i in range(min(n, batch[image].shape[0]))]
+        return rows, 'px' if self.kind == 'stereo' else 'm'
 
 
 class StereoTask(Task):
@@ -161,14 +170,8 @@ class StereoTask(Task):
                     acc.update(m)
         return acc.mean()
 
-    @torch.no_grad()
-    def sample_rows(self, model: nn.Module, batch: dict[str, torch.Tensor], n: int) -> tuple[list, str]:
-        preds = self._stage_predictions(model, batch)
-        rows = []
-        for i in range(min(n, batch['left'].shape[0])):
-            maps = [(f'stage {k}', p[i, 0].cpu().numpy()) for k, p in enumerate(preds, 1)]
-            rows.append((batch['left'][i].cpu().numpy(), maps, batch['disparity'][i, 0].cpu().numpy()))
-        return rows, 'px'
+    def labelled_predictions(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        return [(f'stage {k}', p) for k, p in enumerate(self._stage_predictions(model, batch), 1)]
 
 
 class MonoTask(Task):
@@ -258,14 +261,8 @@ class MonoTask(Task):
                 acc.update({'whdr': whdr(pred, batch['pairs'].cpu().numpy().astype(np.float64))})
         return acc.mean()
 
-    @torch.no_grad()
-    def sample_rows(self, model: nn.Module, batch: dict[str, torch.Tensor], n: int) -> tuple[list, str]:
-        pred = self._predict(model, batch)
-        rows = []
-        for i in range(min(n, batch['image'].shape[0])):
-            gt = batch['depth'][i, 0].cpu().numpy() if 'depth' in batch else None
-            rows.append((batch['image'][i].cpu().numpy(), [('prediction', pred[i, 0].cpu().numpy())], gt))
-        return rows, 'm'
+    def labelled_predictions(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        return [('prediction', self._predict(model, batch))]
 
 
 def load_teacher(path: str, f_canonical: float, device: torch.device) -> tuple[nn.Module, float]:

@@ -43,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                    'tensors the derived model shares, e.g. spn_channels=0)')
     p.add_argument('--name', help='file stem of the card and graphs (default: the arch)')
     p.add_argument('--out', type=Path, default=Path('models'), help='output folder (default: models)')
-    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
-                   help="tracing/card size, px (default: the checkpoint's training size, else the network's)")
     p.add_argument('--opset', type=int, default=17, help='ONNX opset (default: 17)')
     p.add_argument('--fp16', action='store_true', help='store weights as float16 (float32 I/O and math)')
     p.add_argument('--static', action='store_true', help='fixed input size instead of dynamic H/W')
+    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
+                   help="tracing/card size, px (default: the checkpoint's training size, else the network's)")
     return p
 
 
