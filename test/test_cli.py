@@ -80,6 +80,7 @@ def test_help_works_without_torch_and_a_run_says_what_to_install(tmp_path):
 def test_help_examples_parse_and_name_real_recipes_and_readers():
     for cli in (train, export, evaluate, compare, render):
         parser = cli.build_parser()
+        assert all(action.help for action in parser._actions), parser.prog  # every option says what it does
         examples = [shlex.split(line, comments=True) for line in parser.epilog.splitlines()
                     if line.strip().startswith(parser.prog)]
         assert examples, parser.prog
