@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 
