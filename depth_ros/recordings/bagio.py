@@ -1,14 +1,18 @@
 """ROS 2 bags (MCAP or sqlite3, read and written with the pure-Python ``rosbags`` library) with
-messages as rclpy objects: raw CDR from the bag is (de)serialized by
-``rclpy.serialization``, so a message written here is byte for byte what a node publishes."""
+messages as rclpy objects: raw CDR from a bag is deserialized by ``rclpy.serialization``; rclpy
+messages are written field for field through rosbags' CDR serializer, whose alignment padding
+is zero (rclpy's serializer leaves it uninitialized, so the same message would give different
+bytes from run to run)."""
 from __future__ import annotations
 
+import array
 import shutil
 import struct
 from pathlib import Path
 from typing import Any, Iterator
 
-from rclpy.serialization import deserialize_message, serialize_message
+import numpy as np
+from rclpy.serialization import deserialize_message
 from rosbags.interfaces import (Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
                                 QosTime)
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -39,6 +43,23 @@ def header_stamp(raw: bytes | memoryview) -> int:
     endian = '<' if raw[1] & 1 else '>'  # encapsulation CDR_LE = 0x0001, CDR_BE = 0x0000
     sec, nanosec = struct.unpack_from(endian + 'iI', raw, 4)
     return sec * 1_000_000_000 + nanosec
+
+
+def to_typestore(msg: Any) -> Any:
+    """The rosbags typestore message with the fields of an rclpy message (arrays as numpy views)."""
+    if hasattr(msg, '__msgtype__'):
+        return msg
+    values = {}
+    for name in msg.get_fields_and_field_types():
+        value = getattr(msg, name)
+        if hasattr(value, 'get_fields_and_field_types'):
+            value = to_typestore(value)
+        elif isinstance(value, array.array):
+            value = np.frombuffer(value, value.typecode) if len(value) else np.empty(0, value.typecode)
+        elif isinstance(value, list) and value and hasattr(value[0], 'get_fields_and_field_types'):
+            value = [to_typestore(v) for v in value]
+        values[name] = value
+    return TYPESTORE.types[msgtype_of(msg)](**values)
 
 
 def deserialize(raw: bytes | memoryview, msg_class: type) -> Any:
@@ -81,9 +102,9 @@ class BagWriter:
         self.path = path
         self._writer = Writer(path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
         self._writer.open()
-        self._copied: dict[int, Connection] = {}
-        self._topics: dict[str, Connection] = {}
-        self.counts: dict[str, int] = {}
+        self._copied: dict[int, Connection] = {}  # input connection id -> output connection
+        self._topics: dict[str, Connection] = {}  # first output connection of each topic
+        self.counts: dict[str, int] = {}  # messages written by ``write`` per topic
 
     def copy(self, connection: Connection, log_ns: int, raw: bytes | memoryview) -> None:
         """Write a message of ``connection`` (another bag's) as it is, at log time ``log_ns``."""
@@ -92,12 +113,12 @@ class BagWriter:
             ext = connection.ext
             msgdef, digest = connection.msgdef.data, connection.digest
             known = connection.msgtype in TYPESTORE.fielddefs
-            out = self._writer.add_connection(
+            out = self._copied[connection.id] = self._topics.get(connection.topic) or self._writer.add_connection(
                 connection.topic, connection.msgtype, typestore=TYPESTORE if known else None,
                 msgdef=msgdef if msgdef or not known else None, rihs01=digest if digest or not known else None,
                 serialization_format=getattr(ext, 'serialization_format', 'cdr'),
                 offered_qos_profiles=getattr(ext, 'offered_qos_profiles', ()))
-            self._copied[connection.id] = out
+            self._topics.setdefault(connection.topic, out)
         self._writer.write(out, log_ns, raw)
 
     def write(self, topic: str, msg: Any, log_ns: int, latched: bool = False) -> None:
@@ -109,10 +130,9 @@ class BagWriter:
             conn = self._topics[topic] = self._writer.add_connection(
                 topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[LATCHED] if latched else ())
         elif conn.msgtype != msgtype:
-            raise BagError(f'topic {topic} carries {conn.msgtype}, cannot write a {msgtype} on it')
-        raw = (TYPESTORE.serialize_cdr(msg, msgtype) if hasattr(msg, '__msgtype__')
-               else serialize_message(msg))
-        self._writer.write(conn, log_ns, raw)
+            raise BagError(f'topic {topic} carries {conn.msgtype}: cannot write a {msgtype} on it (rename it with '
+                           '--namespace or the topic options)')
+        self._writer.write(conn, log_ns, TYPESTORE.serialize_cdr(to_typestore(msg), msgtype))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def close(self) -> None:
