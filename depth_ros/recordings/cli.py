@@ -121,6 +121,9 @@ def bag_main(argv: list[str] | None = None) -> int:
     except BagError as e:
         print(f'depth-ros-bag: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'\ndepth-ros-bag: interrupted; {output} holds the messages written so far', file=sys.stderr)
+        return 130
     finally:
         writer.close()
         node.close()

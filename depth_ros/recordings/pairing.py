@@ -70,8 +70,9 @@ def discover(types: dict[str, str], mono: bool = False) -> Cameras:
                 pairs.append((_rank(name), t, right))
         if pairs:
             return _choose(pairs, 'stereo pairs')
-    singles = [((dirname(t).endswith(('/left', '/right')), dirname(t).endswith('/right'), _rank(t.rsplit('/', 1)[1])), t)
-               for t in images]  # a camera of its own, then the left of a pair, then the right
+    # a camera of its own, then the left of a pair, then the right; then by image name
+    singles = [((dirname(t).endswith(('/left', '/right')), dirname(t).endswith('/right'), _rank(t.rsplit('/', 1)[1])),
+                t) for t in images]
     if not singles:
         found = ', '.join(f'{t} ({m})' for t, m in sorted(types.items())) or 'none'
         raise DiscoveryError('no camera found: expected <ns>/left/image_rect + <ns>/right/image_rect with '
