@@ -65,7 +65,8 @@ def test_recording_has_the_synthetic_stream_with_truth_and_poses(recording):
                  'ground_truth/depth', 'ground_truth/disparity'):
         assert len(topics[f'{NS}/{name}']) == FRAMES, name
     left, right = topics[f'{NS}/left/image_rect'], topics[f'{NS}/right/image_rect']
-    assert [stamp(m) for m in left] == [stamp(m) for m in right] == [stamp(m) for m in topics[f'{NS}/ground_truth/depth']]
+    truth = topics[f'{NS}/ground_truth/depth']
+    assert [stamp(m) for m in left] == [stamp(m) for m in right] == [stamp(m) for m in truth]
     assert np.all(np.diff([stamp(m) for m in left]) == 100_000_000)  # 10 Hz
     source = SyntheticSource((160, 120), frames=FRAMES)
     source.wait()
