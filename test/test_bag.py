@@ -182,6 +182,31 @@ def test_bad_input_is_counted_and_skipped(recording, tmp_path, capsys):
     assert [stamp(m) for m in by_topic(tmp_path / 'out')[f'{NS}/depth/image']] == [stamps[3]]
 
 
+def test_approximate_sync_pairs_unsynchronized_cameras(recording, tmp_path, capsys):
+    """The right camera's stamps 3 ms late: unpaired with exact stamps, paired with --approximate-sync."""
+    from sensor_msgs.msg import CameraInfo, Image
+    late = tmp_path / 'late'
+    reader = bagio.open_reader(recording)
+    writer = bagio.BagWriter(late, 'mcap')
+    try:
+        for conn, log_ns, raw in reader.messages():
+            if conn.topic.startswith(f'{NS}/right/'):
+                msg = bagio.deserialize(raw, Image if conn.topic.endswith('image_rect') else CameraInfo)
+                msg.header.stamp.nanosec += 3_000_000
+                writer.write(conn.topic, msg, log_ns + 3_000_000)
+            else:
+                writer.copy(conn, log_ns, raw)
+    finally:
+        writer.close()
+        reader.close()
+    assert bag_main([str(late), str(tmp_path / 'exact'), '-q'] + SGBM) == 1
+    assert f'0 out, {2 * FRAMES} skipped' in capsys.readouterr().out
+    assert bag_main([str(late), str(tmp_path / 'approx'), '--approximate-sync', '--slop', '0.005', '-q'] + SGBM) == 0
+    assert f'{FRAMES} out, 0 skipped' in capsys.readouterr().out
+    topics = by_topic(tmp_path / 'approx')
+    assert [stamp(m) for m in topics[f'{NS}/depth/image']] == [stamp(m) for m in topics[f'{NS}/left/image_rect']]
+
+
 def test_existing_output_needs_force(recording, tmp_path, capsys):
     out = tmp_path / 'out'
     assert bag_main([str(recording), str(out), '-q'] + SGBM) == 0
@@ -230,10 +255,16 @@ def test_discovery_finds_a_pair_under_any_namespace_else_one_camera():
 def test_pairing_exact_stamps_and_latest_camera_info():
     cams = Cameras(('/l', '/r'), ('/li', '/ri'), '/')
     plan = plan_frames(cams, [[10, 20, 30, 30], [10, 30, 40]], [[5], [10, 30]])
-    assert [(f.stamp, f.info_stamps) for f in plan.frames] == [(10, (5, 10)), (30, (5, 30))]
+    assert [(f.stamps, f.info_stamps) for f in plan.frames] == [((10, 10), (5, 10)), ((30, 30), (5, 30))]
     assert plan.skipped == {'duplicate': 1, 'unpaired': 2}
     plan = plan_frames(cams, [[10, 20], [10, 20]], [[15, 20], [20]])
-    assert [f.stamp for f in plan.frames] == [20] and plan.skipped == {'camera_info': 1}
+    assert [f.stamps for f in plan.frames] == [(20, 20)] and plan.skipped == {'camera_info': 1}
+    # approximate_sync: closest pairs first, each image once, infos by each camera's own stamp
+    plan = plan_frames(cams, [[100, 200, 300], [104, 197, 199, 420]], [[0], [0, 199]], slop=5)
+    assert [(f.stamps, f.info_stamps) for f in plan.frames] == [((100, 104), (0, 0)), ((200, 199), (0, 199))]
+    assert plan.skipped == {'unpaired': 3} and 'within 5e-09 s' in plan.reasons['unpaired']
+    mono = plan_frames(Cameras(('/i',), ('/ii',), '/'), [[3, 1, 2]], [[2]])
+    assert [f.stamps for f in mono.frames] == [(2,), (3,)] and mono.skipped == {'camera_info': 1}
 
 
 def test_quaternion_round_trip():

@@ -48,6 +48,10 @@ def bag_parser() -> argparse.ArgumentParser:
                       help='colour the point cloud')
     node.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
                       help='any other node parameter (YAML value), e.g. -p sgbm.disparity_range=128')
+    node.add_argument('--approximate-sync', action='store_true', help='pair left and right images whose stamps '
+                      'differ by up to --slop (cameras that are not hardware-synchronized); default: equal stamps')
+    node.add_argument('--slop', type=float, default=0.02, help='largest stamp difference (s) with --approximate-sync '
+                      '(default 0.02, as the node)')
     topics = p.add_argument_group('topics (instead of discovery; camera_info defaults to the one next to the image)')
     for name in ('left-image', 'left-info', 'right-image', 'right-info', 'image', 'camera-info'):
         topics.add_argument(f'--{name}', metavar='TOPIC')
@@ -100,6 +104,8 @@ def bag_main(argv: list[str] | None = None) -> int:
     from .offline import OfflineError, OfflineNode
     try:
         params = node_params(args)
+        if not 0 <= args.slop <= 1:
+            raise ValueError(f'--slop must be in [0, 1] s (as the node), got {args.slop}')
         reader = open_reader(args.input)
         types = {c.topic: c.msgtype for c in reader.connections}
         reader.close()
@@ -117,7 +123,8 @@ def bag_main(argv: list[str] | None = None) -> int:
         return 2
     writer = BagWriter(output, args.storage)
     try:
-        summary = convert(args.input, writer, cameras, node, progress=None if args.quiet else sys.stderr)
+        summary = convert(args.input, writer, cameras, node, progress=None if args.quiet else sys.stderr,
+                          slop=args.slop if args.approximate_sync else None)
     except BagError as e:
         print(f'depth-ros-bag: {e}', file=sys.stderr)
         return 2

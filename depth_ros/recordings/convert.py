@@ -85,45 +85,44 @@ class _FrameAssembler:
 
     def __init__(self, cameras: Cameras, plan: Plan) -> None:
         self.cameras = cameras
-        self.wanted = {f.stamp: f for f in plan.frames}
-        self.images: dict[int, dict[int, tuple[Any, int]]] = {}  # stamp -> {slot: (raw, log_ns)}
+        self.plan = plan.frames
+        self.slots = {(i, s): k for k, f in enumerate(plan.frames) for i, s in enumerate(f.stamps)}
+        self.images: dict[int, dict[int, tuple[bytes, int]]] = {}  # frame -> {slot: (raw, log_ns)}
         self.infos: list[dict[int, tuple[Any, int]]] = [{} for _ in cameras.infos]  # stamp -> (msg, log_ns)
         self.done: set[int] = set()
 
     def add(self, topic: str, log_ns: int, raw: Any) -> list[int]:
-        """Take a message of a camera topic; return the stamps of frames now complete."""
+        """Take a message of a camera topic; return the frames (plan indices) now complete."""
+        stamp = bagio.header_stamp(raw)
         if topic in self.cameras.images:
-            stamp = bagio.header_stamp(raw)
-            slots = self.images.setdefault(stamp, {}) if stamp in self.wanted and stamp not in self.done else None
             slot = self.cameras.images.index(topic)
-            if slots is None or slot in slots:
-                return []
-            slots[slot] = (bytes(raw), log_ns)
-            return [stamp] if self.complete(stamp) else []
+            k = self.slots.get((slot, stamp))
+            if k is None or k in self.done or slot in self.images.setdefault(k, {}):
+                return []  # not planned (counted while planning), or a repeated stamp
+            self.images[k][slot] = (bytes(raw), log_ns)
+            return [k] if self.complete(k) else []
         for j, info_topic in enumerate(self.cameras.infos):
-            if topic == info_topic:
-                stamp = bagio.header_stamp(raw)
-                if stamp not in self.infos[j]:
-                    self.infos[j][stamp] = (bagio.deserialize(raw, CameraInfo), log_ns)
-        return [s for s in self.images if self.complete(s)]
+            if topic == info_topic and stamp not in self.infos[j]:
+                self.infos[j][stamp] = (bagio.deserialize(raw, CameraInfo), log_ns)
+        return [k for k in self.images if self.complete(k)]
 
-    def complete(self, stamp: int) -> bool:
-        plan = self.wanted[stamp]
-        return (len(self.images[stamp]) == len(self.cameras.images)
-                and all(s in infos for s, infos in zip(plan.info_stamps, self.infos)))
+    def complete(self, k: int) -> bool:
+        return (len(self.images[k]) == len(self.cameras.images)
+                and all(s in infos for s, infos in zip(self.plan[k].info_stamps, self.infos)))
 
-    def take(self, stamp: int) -> tuple[list[Image], list[CameraInfo], int]:
+    def take(self, k: int) -> tuple[list[Image], list[CameraInfo], int]:
         """Images and camera infos of a complete frame and its log time (ns, the latest input's)."""
-        self.done.add(stamp)
-        slots = self.images.pop(stamp)
+        self.done.add(k)
+        slots = self.images.pop(k)
         images = [slots[i] for i in range(len(self.cameras.images))]
-        infos = [infos[s] for s, infos in zip(self.wanted[stamp].info_stamps, self.infos)]
+        infos = [infos[s] for s, infos in zip(self.plan[k].info_stamps, self.infos)]
         log_ns = max(t for _, t in images + infos)
         return [bagio.deserialize(raw, Image) for raw, _ in images], [m for m, _ in infos], log_ns
 
 
-def scan(reader: Any, cameras: Cameras) -> tuple[Plan, int]:
-    """First pass: the frame plan and the number of input frames (images on the first topic)."""
+def scan(reader: Any, cameras: Cameras, slop: int = -1) -> tuple[Plan, int]:
+    """First pass: the frame plan (``slop`` ns: see ``plan_frames``) and the number of input
+    frames (images on the first topic)."""
     topics = list(cameras.images + cameras.infos)
     stamps: list[list[int]] = [[] for _ in topics]
     corrupt = 0
@@ -134,19 +133,20 @@ def scan(reader: Any, cameras: Cameras) -> tuple[Plan, int]:
         except (struct.error, IndexError):  # truncated message
             corrupt += 1
     n = len(cameras.images)
-    plan = plan_frames(cameras, stamps[:n], stamps[n:])
+    plan = plan_frames(cameras, stamps[:n], stamps[n:], slop)
     if corrupt:
         plan.skip('corrupt', f'{corrupt} camera message(s) too short to hold a header', corrupt)
     return plan, len(set(stamps[0]))
 
 
 def convert(input_bag: Path, writer: bagio.BagWriter, cameras: Cameras, node: OfflineNode,
-            progress: TextIO | None = sys.stderr) -> Summary:
-    """Copy ``input_bag`` into ``writer`` with the depth outputs of every frame added."""
+            progress: TextIO | None = sys.stderr, slop: float | None = None) -> Summary:
+    """Copy ``input_bag`` into ``writer`` with the depth outputs of every frame added; ``slop``
+    (s): pair left and right images up to this far apart (None: equal stamps)."""
     start = time.monotonic()
     reader = bagio.open_reader(input_bag)
     try:
-        plan, frames_in = scan(reader, cameras)
+        plan, frames_in = scan(reader, cameras, -1 if slop is None else int(round(slop * 1e9)))
         summary = Summary(cameras, str(node.estimator.name), frames_in=frames_in,
                           skipped=Counter(plan.skipped), reasons=dict(plan.reasons), outputs=writer.counts)
         bar = Progress(len(plan.frames), progress)
@@ -162,8 +162,8 @@ def convert(input_bag: Path, writer: bagio.BagWriter, cameras: Cameras, node: Of
             except Exception as e:  # a message that does not deserialize
                 _skip(summary, 'corrupt', f'{conn.topic}: cannot deserialize a message ({e})')
                 continue
-            for stamp in ready:
-                _compute(frames, stamp, node, writer, summary)
+            for k in ready:
+                _compute(frames, k, node, writer, summary)
                 bar.update(len(frames.done))
         incomplete = len(plan.frames) - len(frames.done)
         if incomplete:
@@ -179,11 +179,11 @@ def _skip(summary: Summary, cause: str, message: str, count: int = 1) -> None:
     summary.reasons.setdefault(cause, message)
 
 
-def _compute(frames: _FrameAssembler, stamp: int, node: OfflineNode, writer: bagio.BagWriter,
+def _compute(frames: _FrameAssembler, k: int, node: OfflineNode, writer: bagio.BagWriter,
              summary: Summary) -> None:
-    """Run the node on one frame and write its outputs (or count why it was skipped)."""
+    """Run the node on frame ``k`` of the plan and write its outputs (or count why it was skipped)."""
     try:
-        images, infos, log_ns = frames.take(stamp)
+        images, infos, log_ns = frames.take(k)
     except Exception as e:
         _skip(summary, 'corrupt', f'{frames.cameras.images[0]}: cannot deserialize an image ({e})')
         return

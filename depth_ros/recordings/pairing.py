@@ -8,10 +8,12 @@ camera, a camera of its own (outside left/ and right/) is preferred to the left 
 that to the right. Outputs go under ``<ns>`` (the namespace the node would run in).
 
 Pairing, as the stereo node's exact synchronizer does: a frame is the left and right images
-with equal header stamps. Each camera's camera_info is the one with the image's stamp or,
-when none has it (infos recorded at a lower rate, or once), the latest one stamped before the
-image (the mono node also uses the latest camera_info it has). Images without a partner or
-without any earlier camera_info are skipped, counted with the reason."""
+with equal header stamps (with a ``slop``, as ``approximate_sync``: stamps at most ``slop``
+apart, the closest pairs first, each image used once). Each camera's camera_info is the one
+with its image's stamp or, when none has it (infos recorded at a lower rate, or once), the
+latest one stamped before the image (the mono node also uses the latest camera_info it has).
+Images without a partner or without any earlier camera_info are skipped, counted with the
+reason."""
 from __future__ import annotations
 
 import bisect
@@ -93,8 +95,9 @@ def _choose(candidates: list[tuple], what: str) -> Cameras:
 
 @dataclass(frozen=True)
 class FramePlan:
-    """One frame: the images' ``stamp`` (ns) and the stamp of each camera's chosen camera_info."""
-    stamp: int
+    """One frame: the stamp (ns) of each image (left, right or one) and of each camera's chosen
+    camera_info."""
+    stamps: tuple[int, ...]
     info_stamps: tuple[int, ...]
 
 
@@ -111,34 +114,58 @@ class Plan:
         self.reasons.setdefault(cause, message)
 
 
-def plan_frames(cameras: Cameras, image_stamps: list[list[int]], info_stamps: list[list[int]]) -> Plan:
+def pair_approximate(left: list[int], right: list[int], slop: int) -> list[tuple[int, int]]:
+    """(left, right) stamp pairs at most ``slop`` ns apart, the closest pairs first, each stamp
+    used once (sorted unique stamps in, pairs in left stamp order out)."""
+    candidates = []
+    for t in left:
+        lo, hi = bisect.bisect_left(right, t - slop), bisect.bisect_right(right, t + slop)
+        candidates += [(abs(r - t), t, r) for r in right[lo:hi]]
+    used_left: set[int] = set()
+    used_right: set[int] = set()
+    pairs = []
+    for _, t, r in sorted(candidates):
+        if t not in used_left and r not in used_right:
+            used_left.add(t)
+            used_right.add(r)
+            pairs.append((t, r))
+    return sorted(pairs)
+
+
+def plan_frames(cameras: Cameras, image_stamps: list[list[int]], info_stamps: list[list[int]],
+                slop: int = -1) -> Plan:
     """Pair images (one stamp list per image topic, in bag order) with each other and with
-    camera infos (one stamp list per info topic) as described in the module docstring."""
+    camera infos (one stamp list per info topic) as described in the module docstring; with
+    ``slop`` >= 0 (ns), left and right stamps may differ by up to ``slop`` (approximate_sync)."""
     plan = Plan()
-    sets = []
+    unique = []
     for topic, stamps in zip(cameras.images, image_stamps):
-        unique = set(stamps)
-        if len(unique) < len(stamps):
-            plan.skip('duplicate', f'{topic}: {len(stamps) - len(unique)} image(s) repeat an earlier stamp; '
-                      'the first of each is used', len(stamps) - len(unique))
-        sets.append(unique)
-    common = set.intersection(*sets)
-    for topic, other, unique in zip(cameras.images, cameras.images[::-1], sets):
-        alone = unique - common
-        if alone:
-            first = min(alone) * 1e-9
-            plan.skip('unpaired', f'{topic}: {len(alone)} image(s) without an image of the same stamp on {other} '
-                      f'(first at {first:.6f} s); exact stamps are required', len(alone))
+        unique.append(sorted(set(stamps)))
+        if len(unique[-1]) < len(stamps):
+            n = len(stamps) - len(unique[-1])
+            plan.skip('duplicate', f'{topic}: {n} image(s) repeat an earlier stamp; the first of each is used', n)
+    if cameras.mono:
+        sets = [(t,) for t in unique[0]]
+    elif slop >= 0:
+        sets = pair_approximate(unique[0], unique[1], slop)
+    else:
+        sets = [(t, t) for t in sorted(set(unique[0]) & set(unique[1]))]
+    tolerance = f'within {slop * 1e-9:g} s' if slop >= 0 else 'of the same stamp'
+    for i, (topic, other) in enumerate(zip(cameras.images, cameras.images[::-1])):
+        alone = sorted(set(unique[i]) - {s[i] for s in sets})
+        if alone and not cameras.mono:
+            plan.skip('unpaired', f'{topic}: {len(alone)} image(s) without an image {tolerance} on {other} '
+                      f'(first at {alone[0] * 1e-9:.6f} s)', len(alone))
     infos = [sorted(set(s)) for s in info_stamps]
-    for stamp in sorted(common):
+    for stamps in sets:
         chosen = []
-        for topic, stamps in zip(cameras.infos, infos):
-            i = bisect.bisect_right(stamps, stamp)
-            chosen.append(stamps[i - 1] if i else None)
+        for topic, stamp, available in zip(cameras.infos, stamps, infos):
+            i = bisect.bisect_right(available, stamp)
             if not i:
                 plan.skip('camera_info', f'no camera_info on {topic} stamped at or before the image '
                           f'({stamp * 1e-9:.6f} s); frames are skipped until one is recorded')
                 break
+            chosen.append(available[i - 1])
         else:
-            plan.frames.append(FramePlan(stamp, tuple(chosen)))
+            plan.frames.append(FramePlan(tuple(stamps), tuple(chosen)))
     return plan
