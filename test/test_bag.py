@@ -16,6 +16,7 @@ pytest.importorskip('rosbags')
 from depth_ros import msgs  # noqa: E402
 from depth_ros.recordings import bagio  # noqa: E402
 from depth_ros.recordings.cli import bag_main, record_main  # noqa: E402
+from depth_ros.recordings.offline import OfflineNode  # noqa: E402
 from depth_ros.recordings.pairing import Cameras, DiscoveryError, discover, plan_frames  # noqa: E402
 from depth_ros.recordings.record import quaternion, rotation  # noqa: E402
 from depth_ros.sources import SyntheticSource  # noqa: E402
@@ -106,6 +107,12 @@ def test_stereo_sgbm_every_frame_ground_truth_and_copy(recording, tmp_path, caps
         assert [stamp(m) for m in got] == [stamp(m) for m in left], name
         assert {m.header.frame_id for m in got} == {LEFT}, name
     assert f'{NS}/points' not in topics  # opt-in
+    node = OfflineNode(False, NS, {'model': 'opencv_sgbm', 'publish_points': False}, {})
+    try:  # every output the node publishes (confidence too, where it has one), nothing else
+        published = {p.topic_name for p in node.node.output_publishers()}
+    finally:
+        node.close()
+    assert set(topics) - set(by_topic(recording)) == published and f'{NS}/disparity' in published
     for depth, info, disparity, truth in zip(topics[f'{NS}/depth/image'], topics[f'{NS}/depth/camera_info'],
                                              topics[f'{NS}/disparity'], topics[f'{NS}/ground_truth/depth']):
         assert (depth.width, depth.height, info.width, info.height) == (80, 60, 80, 60)
