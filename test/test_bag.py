@@ -157,14 +157,19 @@ def test_mono_under_the_left_camera(recording, tmp_path, capsys):
 
 def test_bad_input_is_counted_and_skipped(recording, tmp_path, capsys):
     """Camera infos of frame 1 only (a lower rate): frame 0 has none at or before it; frame 1:
-    wrong encoding; frame 2: no right image; frame 3: fine, with the infos of frame 1."""
+    wrong encoding; frame 2: no right image; frame 3: fine, with the infos of frame 1; then a
+    3-byte left image and a pair whose left image is cut after its header (corrupt)."""
+    import struct
+
     from sensor_msgs.msg import Image
     bad = tmp_path / 'bad'
     reader = bagio.open_reader(recording)
     writer = bagio.BagWriter(bad, 'mcap')
     stamps = sorted({stamp(m) for m in by_topic(recording)[f'{NS}/left/image_rect']})
+    last = {}
     try:
         for conn, log_ns, raw in reader.messages():
+            last[conn.topic] = (conn, log_ns, bytearray(raw))
             s = bagio.header_stamp(raw) if conn.topic.startswith(NS) else None
             if conn.topic.endswith('camera_info') and s != stamps[1]:
                 continue
@@ -176,17 +181,25 @@ def test_bad_input_is_counted_and_skipped(recording, tmp_path, capsys):
                 writer.write(conn.topic, msg, log_ns)
                 continue
             writer.copy(conn, log_ns, raw)
+        (left, t, left_raw), (right, _, right_raw) = last[f'{NS}/left/image_rect'], last[f'{NS}/right/image_rect']
+        writer.copy(left, t + 1, left_raw[:3])
+        for raw in (left_raw, right_raw):
+            struct.pack_into('<I', raw, 8, stamps[-1] % 10**9 + 1000)  # a new stamp: 1 us later
+        writer.copy(left, t + 2, left_raw[:60])
+        writer.copy(right, t + 2, right_raw)
     finally:
         writer.close()
         reader.close()
     assert bag_main([str(bad), str(tmp_path / 'out'), '-q'] + SGBM) == 0
     summary = capsys.readouterr().out
-    assert f'{FRAMES} frames in, 1 out' in summary
-    for line in ('skipped 1 camera_info: no camera_info on /cam/left/camera_info',
+    assert f'{FRAMES + 1} frames in, 1 out' in summary
+    for line in ('skipped 2 corrupt: 1 camera message(s) too short to hold a header',
+                 'skipped 1 camera_info: no camera_info on /cam/left/camera_info',
                  "skipped 1 encoding: /cam/left/image_rect: expected a colour or grey image",
                  'skipped 1 unpaired: /cam/left/image_rect: 1 image(s) without an image of the same stamp'):
         assert line in summary, summary
-    assert [stamp(m) for m in by_topic(tmp_path / 'out')[f'{NS}/depth/image']] == [stamps[3]]
+    depth = [m for _, _, m in bagio.read_messages(tmp_path / 'out', {f'{NS}/depth/image'})]
+    assert [stamp(m) for m in depth] == [stamps[3]]
 
 
 def test_approximate_sync_pairs_unsynchronized_cameras(recording, tmp_path, capsys):

@@ -26,8 +26,8 @@ from .pairing import Cameras, Plan, plan_frames
 @dataclass
 class Summary:
     """What a conversion did: input frames (images on the first camera topic), frames with
-    outputs, skipped {cause: count} with the first reason of each, messages written per output
-    topic, messages copied, wall time (s)."""
+    outputs, skipped {cause: count} with the first reason of each (frames; images for
+    'unpaired' and 'duplicate'), messages written per output topic, messages copied, wall time (s)."""
     cameras: Cameras
     model: str
     frames_in: int = 0
@@ -37,6 +37,10 @@ class Summary:
     outputs: dict[str, int] = field(default_factory=dict)
     copied: int = 0
     seconds: float = 0.0
+
+    def skip(self, cause: str, message: str, count: int = 1) -> None:
+        self.skipped[cause] += count
+        self.reasons.setdefault(cause, message)
 
     def text(self, output: Path, storage: str) -> str:
         """The summary printed at the end (several lines)."""
@@ -93,7 +97,10 @@ class _FrameAssembler:
 
     def add(self, topic: str, log_ns: int, raw: Any) -> list[int]:
         """Take a message of a camera topic; return the frames (plan indices) now complete."""
-        stamp = bagio.header_stamp(raw)
+        try:
+            stamp = bagio.header_stamp(raw)
+        except (struct.error, IndexError):  # counted by scan
+            return []
         if topic in self.cameras.images:
             slot = self.cameras.images.index(topic)
             k = self.slots.get((slot, stamp))
@@ -160,23 +167,18 @@ def convert(input_bag: Path, writer: bagio.BagWriter, cameras: Cameras, node: Of
             try:
                 ready = frames.add(conn.topic, log_ns, raw)
             except Exception as e:  # a message that does not deserialize
-                _skip(summary, 'corrupt', f'{conn.topic}: cannot deserialize a message ({e})')
+                summary.skip('corrupt', f'{conn.topic}: cannot deserialize a message ({e})')
                 continue
             for k in ready:
                 _compute(frames, k, node, writer, summary)
                 bar.update(len(frames.done))
         incomplete = len(plan.frames) - len(frames.done)
         if incomplete:
-            _skip(summary, 'incomplete', 'messages planned for a frame could not be read', incomplete)
+            summary.skip('incomplete', 'messages planned for a frame could not be read', incomplete)
     finally:
         reader.close()
     summary.seconds = time.monotonic() - start
     return summary
-
-
-def _skip(summary: Summary, cause: str, message: str, count: int = 1) -> None:
-    summary.skipped[cause] += count
-    summary.reasons.setdefault(cause, message)
 
 
 def _compute(frames: _FrameAssembler, k: int, node: OfflineNode, writer: bagio.BagWriter,
@@ -185,7 +187,7 @@ def _compute(frames: _FrameAssembler, k: int, node: OfflineNode, writer: bagio.B
     try:
         images, infos, log_ns = frames.take(k)
     except Exception as e:
-        _skip(summary, 'corrupt', f'{frames.cameras.images[0]}: cannot deserialize an image ({e})')
+        summary.skip('corrupt', f'{frames.cameras.images[0]}: cannot deserialize an image ({e})')
         return
     try:
         if node.mono:
@@ -194,7 +196,7 @@ def _compute(frames: _FrameAssembler, k: int, node: OfflineNode, writer: bagio.B
         else:
             out = node.process((images[0], infos[0], images[1], infos[1]))
     except FrameError as e:
-        _skip(summary, e.cause, e.message)
+        summary.skip(e.cause, e.message)
         return
     for topic, msg in out:
         writer.write(topic, msg, log_ns)
