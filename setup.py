@@ -27,7 +27,8 @@ setup(
         'ros': ['ros-rclpy[fastrtps]', 'ros-sensor-msgs', 'ros-stereo-msgs', 'ros-std-msgs',
                 'ros-geometry-msgs', 'ros-diagnostic-msgs', 'ros-ament-index-python', 'ros-rcl-interfaces'],
         'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy', 'h5py'],
-        'test': ['pytest', 'ruff'],
+        'bag': ['rosbags>=0.10'],  # depth-ros-bag, depth-ros-record (MCAP and sqlite3 bags, pure Python)
+        'test': ['pytest', 'ruff', 'rosbags>=0.10'],
         'bench': ['transformers'],   # Depth Anything V2 Small's architecture in bench/models.py
     },
     zip_safe=True,
@@ -46,6 +47,8 @@ setup(
             'depth-ros-evaluate = depth_ros.training.cli.evaluate:main',
             'depth-ros-compare = depth_ros.training.cli.compare:main',
             'depth-ros-render = depth_ros.training.cli.render:main',
+            'depth-ros-bag = depth_ros.recordings.cli:main',
+            'depth-ros-record = depth_ros.recordings.cli:record',
         ],
     },
 )

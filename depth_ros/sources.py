@@ -322,6 +322,11 @@ class SyntheticSource:
             self._frames.append(self._frame(i))
 
     @property
+    def poses(self) -> list[np.ndarray]:
+        """Scene-from-left-camera transforms (4, 4) of the frames, in order (see ``synthetic.pose_matrix``)."""
+        return list(self._poses)
+
+    @property
     def rendered(self) -> int:
         """Frames rendered so far."""
         return len(self._frames)

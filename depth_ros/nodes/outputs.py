@@ -8,7 +8,7 @@ from __future__ import annotations
 import array
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from rclpy.node import Node
@@ -118,6 +118,8 @@ class DepthOutputs:
         self._cloud = CloudFiller()
         self._cloud_buffer = CloudBuffer()
         self.publish_time = 0.0
+        # offline use (depth_ros.recordings): when set, messages go to sink(topic, msg), not to DDS
+        self.sink: Callable[[str, Any], None] | None = None
 
     @staticmethod
     def declare(params: ParameterSet, max_depth: float = 20.0) -> OutputSettings:
@@ -155,7 +157,11 @@ class DepthOutputs:
 
     def publish_message(self, publisher: Any, msg: Any) -> bool:
         """Publish, counting failures (rclpy raises "cannot publish data" under load); the time
-        spent (serialization and handing to DDS) adds to ``publish_time`` (s)."""
+        spent (serialization and handing to DDS) adds to ``publish_time`` (s). With ``sink`` set,
+        the message is handed to it with the publisher's resolved topic instead."""
+        if self.sink is not None:
+            self.sink(publisher.topic_name, msg)
+            return True
         t0 = time.perf_counter()
         try:
             publisher.publish(msg)
