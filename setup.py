@@ -46,6 +46,7 @@ setup(
             'depth-ros-evaluate = depth_ros.training.cli.evaluate:main',
             'depth-ros-compare = depth_ros.training.cli.compare:main',
             'depth-ros-render = depth_ros.training.data.rendered:main',
+            'depth-ros-realcheck = depth_ros.training.realcheck:main',
         ],
     },
 )
