@@ -8,7 +8,7 @@ resume) and ``skip_to(step)`` (approximate resume after a change in the number o
 Synthetic batch ``i`` of rank ``r`` is rendered from the seed (seed, r, i) alone, so a resumed
 run draws exactly the batches it would have drawn, and every DDP rank draws different ones.
 ``data.augment`` keys: hflip, channel_permutation (probabilities), photometric (bool, default
-true), applied with the same per-batch seed.
+true), camera (bool, default false: imperfect-camera artifacts, reader sources only), applied with the same per-batch seed.
 """
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from depth_ros.synthetic.camera import CameraArtifacts
+
 from .data.augment import Augment, Photometric
 from .data.synth import SyntheticMono, SyntheticStereo
 from .tasks import sample_depth_pairs
 
-AUGMENT_KEYS = ('hflip', 'channel_permutation', 'photometric')
+AUGMENT_KEYS = ('hflip', 'channel_permutation', 'photometric', 'camera')
 Batch = dict[str, Any]
 
 
@@ -49,7 +51,8 @@ def make_augment(options: dict[str, Any], crop: tuple[int, int] | None = None) -
         raise ValueError(f'unknown data.augment keys {unknown}; known: {", ".join(AUGMENT_KEYS)}')
     return Augment(crop=crop, hflip=float(options.get('hflip', 0.0)),
                    channel_permutation=float(options.get('channel_permutation', 0.0)),
-                   photometric=Photometric() if options.get('photometric', True) else None)
+                   photometric=Photometric() if options.get('photometric', True) else None,
+                   camera=CameraArtifacts() if options.get('camera', False) else None)
 
 
 def synthetic_engine(cfg: TrainConfig, kind: str, device: torch.device, seed: int) -> SyntheticStereo | SyntheticMono:
