@@ -14,9 +14,14 @@ least ~0.5 m from the camera; depths stay roughly within 0.5-20 m.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
-from .scene import Scene, sample_textures
+from .render import full_windows
+from .scene import Scene, assign_photos, sample_textures
+from .textures import PhotoBank
+from .xp import Array, namespace
 
 N_PLANES, N_BOXES, N_ELLIPSOIDS = 6, 10, 5
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
@@ -77,8 +82,10 @@ def _place(rng: np.random.Generator, size: np.ndarray, rot: np.ndarray, h: np.nd
     return np.stack([x, y, z], -1)
 
 
-def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) -> Scene:
-    """``n`` random scenes (numpy Scene with N_PLANES + N_BOXES + N_ELLIPSOIDS slots)."""
+def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, photos: PhotoBank | None = None,
+                  photo_prob: float = 0.5) -> Scene:
+    """``n`` random scenes (numpy Scene with N_PLANES + N_BOXES + N_ELLIPSOIDS slots); with a ``photos``
+    bank, a share ``photo_prob`` of the surfaces show its photographs (the rest stay procedural)."""
     p = N_PLANES + N_BOXES + N_ELLIPSOIDS
     center = np.zeros((n, p, 3))
     rot = np.tile(np.eye(3), (n, p, 1, 1))
@@ -143,6 +150,9 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     weak = rng.random((n, N_PLANES)) < 0.15     # some weakly textured walls
     texture[:, :N_PLANES][weak] = sample_textures(rng, (int(weak.sum()),), scale=(1.0, 12.0), contrast=(0.02, 0.1))
     texture[:, DOME] = sample_textures(rng, (n,), scale=(0.5, 4.0), contrast=(0.1, 0.6))
+    if photos is not None:
+        texture = assign_photos(rng, texture, photos.count, photo_prob)
+        texture[:, DOME, -2:] = sample_textures(rng, (n,), scale=(1.0, 1.0))[:, -2:]   # the sky stays procedural
     # camera orientation: turn the whole room about the camera
     turn = _rot_y(rng.uniform(-0.3, 0.3, n)) @ _rot_x(rng.uniform(-0.2, 0.2, n)) @ _rot_z(rng.uniform(-0.08, 0.08, n))
     center = np.einsum('nij,npj->npi', turn, center)
@@ -151,12 +161,13 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
     return Scene(center=center.astype(np.float32), rot=rot.astype(np.float32), size=size.astype(np.float32),
                  valid=valid, texture=texture, light=light.astype(np.float32),
-                 ambient=rng.uniform(0.35, 0.7, n).astype(np.float32), n_planes=N_PLANES, n_boxes=N_BOXES)
+                 ambient=rng.uniform(0.35, 0.7, n).astype(np.float32), n_planes=N_PLANES, n_boxes=N_BOXES,
+                 photos=photos)
 
 
-def random_scene(seed: int, indoor_prob: float = 0.6) -> Scene:
+def random_scene(seed: int, indoor_prob: float = 0.6, photos: PhotoBank | None = None) -> Scene:
     """One random scene (a batch of one, numpy); the same seed gives the same scene."""
-    return sample_scenes(np.random.default_rng(seed), 1, indoor_prob)
+    return sample_scenes(np.random.default_rng(seed), 1, indoor_prob, photos)
 
 
 def sample_cameras(rng: np.random.Generator, n: int, height: int, width: int,
@@ -168,3 +179,34 @@ def sample_cameras(rng: np.random.Generator, n: int, height: int, width: int,
             'cx': (width - 1) / 2 + width * rng.uniform(-0.05, 0.05, n),
             'cy': (height - 1) / 2 + height * rng.uniform(-0.05, 0.05, n)}
     return {k: v.astype(np.float32) for k, v in cams.items()}
+
+
+def sample_views(rng: np.random.Generator, n: int, height: int, width: int, *, indoor_prob: float = 0.6,
+                 hfov_deg: tuple[float, float] = (45.0, 100.0), photos: PhotoBank | None = None,
+                 ) -> tuple[Scene, dict[str, Any]]:
+    """``n`` random scenes and cameras (numpy): the scene batch and the keyword arguments of
+    ``render_view`` / ``render_pair`` (fx, fy, cx, cy (n,) px; the camera at the scene origin, the
+    scene itself is randomly turned; height, width; no culling). The one front end of batch
+    rendering: training (torch, after uploading the arrays) and rendered datasets (numpy) use it."""
+    scene = sample_scenes(rng, n, indoor_prob, photos)
+    cams = sample_cameras(rng, n, height, width, hfov_deg)
+    view = dict(fx=cams['fx'], fy=cams['fy'], cx=cams['cx'], cy=cams['cy'], origin=np.zeros((n, 3), np.float32),
+                rot=np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)), height=height, width=width,
+                windows=full_windows(scene, height, width))
+    return scene, view
+
+
+def nearest_baseline(share: Array, fx: Array, max_disparity: float,
+                     limits: tuple[float, float] = (0.05, 0.5)) -> Callable[[Array], Array]:
+    """``baseline(depth)`` for ``render_pair`` (numpy or torch): per pair, the nearest point of the left
+    depth (B, H, W) gets a disparity of ``share`` (B,) x ``max_disparity``, with the baseline kept
+    within ``limits`` m unless that would break the hard limit: every disparity stays below max_disparity."""
+    per_metre = (max_disparity - 1.0) / fx   # baseline per metre of the nearest depth
+
+    def baseline(depth: Array) -> Array:
+        xp = namespace(depth)
+        nearest = depth.reshape(depth.shape[0], -1).min(1)
+        nearest = nearest if xp is np else nearest.values
+        return xp.minimum(xp.clip(share * per_metre * nearest, *limits), 0.99 * per_metre * nearest)
+
+    return baseline

@@ -12,6 +12,12 @@ The reader (``rendered:<folder>`` in training recipes) returns the usual float s
 invalid, so mono training converts to the canonical camera with each sample's fx.
 
     depth-ros-render stereo out/stereo --n 4000 --size 256 512
+    depth-ros-render textures                       # the photo bank (~/.cache/depth_ros/textures)
+    depth-ros-render stereo out/real --textures --hfov 15 100   # photos on half the surfaces, narrow lenses too
+
+``--textures`` maps photographs of the bank onto a share of the surfaces (``--photo-prob``),
+``--hfov`` sets the range of horizontal fields of view (narrow lenses = long focal lengths).
+Camera artifacts (noise, blur, JPEG ...) are applied on the fly in training (``data.augment.camera``).
 """
 from __future__ import annotations
 
@@ -20,26 +26,19 @@ import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from depth_ros.synthetic import render_pair, render_view, sample_cameras, sample_scenes
-from depth_ros.synthetic.render import full_windows
+from depth_ros.synthetic import nearest_baseline, render_pair, render_view, sample_views
+from depth_ros.synthetic.textures import CACHE, PhotoBank, collect
 
 from .base import Reader, Sample
 
 CHUNK = 8   # samples rendered per call (one batch of the numpy renderer)
-
-
-def _view(rng: np.random.Generator, n: int, height: int, width: int, indoor_prob: float) -> tuple[Any, dict]:
-    scene = sample_scenes(rng, n, indoor_prob)
-    cams = sample_cameras(rng, n, height, width)
-    view = dict(fx=cams['fx'], fy=cams['fy'], cx=cams['cx'], cy=cams['cy'],
-                origin=np.zeros((n, 3), np.float32), rot=np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3)).copy(),
-                height=height, width=width, windows=full_windows(scene, height, width))
-    return scene, view
 
 
 def _rgb8(channels: tuple[np.ndarray, ...], i: int) -> np.ndarray:
@@ -52,20 +51,35 @@ def _fixed_point(values: np.ndarray, scale: float, limit: float) -> np.ndarray:
     return np.where(ok, np.rint(values * scale), 0).astype(np.uint16)
 
 
-def _render_chunk(task: tuple[str, str, int, int, int, int, float]) -> int:
+@dataclass(frozen=True)
+class Look:
+    """How the scenes look: the camera's field of view range and the photo textures (``textures``: a
+    bank folder, '' for procedural textures only)."""
+
+    hfov: tuple[float, float] = (45.0, 100.0)   # degrees
+    textures: str = ''
+    photo_prob: float = 0.5
+
+
+@lru_cache(maxsize=2)
+def _bank(folder: str) -> PhotoBank:
+    """The photo bank of ``folder`` (loaded once per process); an error if it is empty."""
+    bank = PhotoBank.load(Path(folder))
+    if bank is None:
+        raise FileNotFoundError(f'no textures in {folder}: run depth-ros-render textures first')
+    return bank
+
+
+def _render_chunk(task: tuple[str, str, int, int, int, int, float, Look]) -> int:
     """Render samples [start, start + CHUNK) of a dataset into ``root`` (one process)."""
-    kind, root, seed, start, height, width, max_disparity = task
+    kind, root, seed, start, height, width, max_disparity, look = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, start]))
-    scene, view = _view(rng, CHUNK, height, width, indoor_prob=0.6)
+    scene, view = sample_views(rng, CHUNK, height, width, hfov_deg=look.hfov,
+                               photos=_bank(look.textures) if look.textures else None)
     fx = view['fx']
     if kind == 'stereo':
         share = rng.uniform(0.1, 0.9, CHUNK).astype(np.float32)
-        per_metre = (max_disparity - 1.0) / fx   # baseline per metre of the nearest depth
-
-        def baseline(depth: np.ndarray) -> np.ndarray:
-            nearest = np.nanmin(np.where(np.isfinite(depth), depth, np.inf).reshape(CHUNK, -1), axis=1)
-            return np.minimum(np.clip(share * per_metre * nearest, 0.05, 0.5), 0.99 * per_metre * nearest)
-
+        baseline = nearest_baseline(share, fx, max_disparity)
         out = render_pair(scene, baseline=baseline, **view)
         for i in range(CHUNK):
             np.savez(Path(root) / f'{start + i:06d}.npz', left=_rgb8(out['left'], i), right=_rgb8(out['right'], i),
@@ -81,7 +95,7 @@ def _render_chunk(task: tuple[str, str, int, int, int, int, float]) -> int:
 
 
 def render_dataset(root: str | os.PathLike, kind: str, n: int, size: tuple[int, int], seed: int = 0,
-                   max_disparity: float = 192.0, workers: int = os.cpu_count() or 1) -> Path:
+                   max_disparity: float = 192.0, workers: int = os.cpu_count() or 1, look: Look = Look()) -> Path:
     """Render ``n`` (rounded up to a multiple of 8) samples of ``kind`` ('stereo' | 'mono') at
     ``size`` (H, W) into ``root`` with ``workers`` processes; the same seed gives the same set.
     Samples already on disk are kept, so an interrupted render can be resumed."""
@@ -89,9 +103,10 @@ def render_dataset(root: str | os.PathLike, kind: str, n: int, size: tuple[int, 
         raise ValueError(f"kind must be 'stereo' or 'mono', not {kind!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    meta = {'kind': kind, 'n': CHUNK * math.ceil(n / CHUNK), 'size': list(size), 'seed': seed, 'max_disparity': max_disparity}
+    meta = {'kind': kind, 'n': CHUNK * math.ceil(n / CHUNK), 'size': list(size), 'seed': seed, 'max_disparity': max_disparity,
+            **asdict(look)}
     (root / 'dataset.json').write_text(json.dumps(meta, indent=2) + '\n')
-    tasks = [(kind, str(root), seed, s, size[0], size[1], max_disparity) for s in range(0, meta['n'], CHUNK)
+    tasks = [(kind, str(root), seed, s, size[0], size[1], max_disparity, look) for s in range(0, meta['n'], CHUNK)
              if not (root / f'{s + CHUNK - 1:06d}.npz').exists()]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in pool.map(_render_chunk, tasks):
@@ -128,16 +143,30 @@ class Rendered(Reader):
 def main(argv: list[str] | None = None) -> None:
     """``depth-ros-render``: render a synthetic dataset to disk (read back as ``rendered:<root>``)."""
     parser = argparse.ArgumentParser(prog='depth-ros-render',
-                                     description='Render a synthetic dataset to disk (numpy renderer, parallel).')
-    parser.add_argument('kind', choices=('stereo', 'mono'))
-    parser.add_argument('root', help='output folder')
+                                     description='Render a synthetic dataset to disk (numpy renderer, parallel), '
+                                                 'or collect the photo texture bank (kind "textures").')
+    parser.add_argument('kind', choices=('stereo', 'mono', 'textures'))
+    parser.add_argument('root', nargs='?', help=f'output folder (textures: default {CACHE})')
     parser.add_argument('--n', type=int, default=4000, help='number of samples')
     parser.add_argument('--size', type=int, nargs=2, default=(256, 512), metavar=('H', 'W'))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--max-disparity', type=float, default=192.0)
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
+    parser.add_argument('--hfov', type=float, nargs=2, default=(45.0, 100.0), metavar=('MIN', 'MAX'),
+                        help='range of horizontal fields of view, degrees')
+    parser.add_argument('--textures', nargs='?', const=str(CACHE), default='',
+                        help=f'map photographs of this bank (default {CACHE}) onto surfaces')
+    parser.add_argument('--photo-prob', type=float, default=0.5, help='share of surfaces showing a photograph')
     args = parser.parse_args(argv)
-    root = render_dataset(args.root, args.kind, args.n, tuple(args.size), args.seed, args.max_disparity, args.workers)
+    if args.kind == 'textures':
+        dest = Path(args.root or CACHE)
+        print(f'{collect(dest)} textures in {dest}')
+        return
+    if args.root is None:
+        parser.error('the output folder is required')
+    look = Look(tuple(args.hfov), args.textures, args.photo_prob)
+    root = render_dataset(args.root, args.kind, args.n, tuple(args.size), args.seed, args.max_disparity, args.workers,
+                          look)
     print(f'{len(Rendered(root))} {args.kind} samples in {root}')
 
 
