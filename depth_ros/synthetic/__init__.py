@@ -15,7 +15,7 @@ numpy API::
 
 Batches (numpy, or torch after uploading the arrays), the one front end of training data::
 
-    scene, view = sample_views(rng, n, height, width, hfov_deg=(15, 100), photos=PhotoBank.load())
+    scene, view = sample_views(rng, n, height, width, hfov_deg=(15, 100), photos=PhotoBank.load(), content='rich')
     out = render_pair(scene, baseline=nearest_baseline(share, view['fx'], 192.0), **view)
 
 Photographs on surfaces: ``depth-ros-render textures`` collects the bank (``textures.py``).
@@ -28,9 +28,9 @@ from .camera import CameraArtifacts
 from .render import (StereoCamera, occlusion_mask, pose_matrix, render_pair, render_stereo, render_view,
                      warp_right_to_left)
 from .sampler import nearest_baseline, random_scene, sample_cameras, sample_scenes, sample_views
-from .textures import PhotoBank
 from .scene import (TEXTURE_PARAMS, Primitive, Scene, box, ellipsoid, make_scene, plane, rectangle,
                     sample_textures, sphere)
+from .textures import PhotoBank
 
 __all__ = ['CameraArtifacts', 'PhotoBank', 'TEXTURE_PARAMS', 'Primitive', 'Scene', 'StereoCamera', 'box', 'ellipsoid', 'make_scene',
            'nearest_baseline', 'occlusion_mask', 'plane', 'pose_matrix', 'random_scene', 'rectangle', 'render_pair',

@@ -13,7 +13,8 @@ invalid, so mono training converts to the canonical camera with each sample's fx
 
     depth-ros-render stereo out/stereo --n 4000 --size 256 512
     depth-ros-render textures                       # the photo bank (~/.cache/depth_ros/textures)
-    depth-ros-render stereo out/real --textures --hfov 15 100   # photos on half the surfaces, narrow lenses too
+    depth-ros-render stereo out/real --textures --hfov 15 100 --content rich
+        # photos on half the surfaces, narrow lenses too, thin structures and real-size objects
 
 ``--textures`` maps photographs of the bank onto a share of the surfaces (``--photo-prob``),
 ``--hfov`` sets the range of horizontal fields of view (narrow lenses = long focal lengths).
@@ -53,12 +54,14 @@ def _fixed_point(values: np.ndarray, scale: float, limit: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Look:
-    """How the scenes look: the camera's field of view range and the photo textures (``textures``: a
-    bank folder, '' for procedural textures only)."""
+    """How the scenes look: the camera's field of view range, the photo textures (``textures``: a
+    bank folder, '' for procedural textures only) and the content ('basic' | 'rich', see
+    ``depth_ros.synthetic.sample_scenes``)."""
 
     hfov: tuple[float, float] = (45.0, 100.0)   # degrees
     textures: str = ''
     photo_prob: float = 0.5
+    content: str = 'basic'
 
 
 @lru_cache(maxsize=2)
@@ -74,7 +77,7 @@ def _render_chunk(task: tuple[str, str, int, int, int, int, float, Look]) -> int
     """Render samples [start, start + CHUNK) of a dataset into ``root`` (one process)."""
     kind, root, seed, start, height, width, max_disparity, look = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, start]))
-    scene, view = sample_views(rng, CHUNK, height, width, hfov_deg=look.hfov,
+    scene, view = sample_views(rng, CHUNK, height, width, hfov_deg=look.hfov, content=look.content,
                                photos=_bank(look.textures) if look.textures else None)
     fx = view['fx']
     if kind == 'stereo':
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--textures', nargs='?', const=str(CACHE), default='',
                         help=f'map photographs of this bank (default {CACHE}) onto surfaces')
     parser.add_argument('--photo-prob', type=float, default=0.5, help='share of surfaces showing a photograph')
+    parser.add_argument('--content', choices=('basic', 'rich'), default='basic',
+                        help='rich: thin rods, fences, rings and grids, objects at real sizes')
     args = parser.parse_args(argv)
     if args.kind == 'textures':
         dest = Path(args.root or CACHE)
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.root is None:
         parser.error('the output folder is required')
-    look = Look(tuple(args.hfov), args.textures, args.photo_prob)
+    look = Look(tuple(args.hfov), args.textures, args.photo_prob, args.content)
     root = render_dataset(args.root, args.kind, args.n, tuple(args.size), args.seed, args.max_disparity, args.workers,
                           look)
     print(f'{len(Rendered(root))} {args.kind} samples in {root}')

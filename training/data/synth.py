@@ -45,10 +45,11 @@ class _SyntheticSource:
 
     def __init__(self, height: int, width: int, device: str | torch.device = 'cpu', seed: int = 0, *,
                  indoor_prob: float = 0.6, hfov_deg: tuple[float, float] = (45.0, 100.0),
-                 photometric: Photometric | None = Photometric(), photos: PhotoBank | None = None) -> None:
+                 photometric: Photometric | None = Photometric(), photos: PhotoBank | None = None,
+                 content: str = 'basic') -> None:
         self.height, self.width = height, width
         self.device = torch.device(device)
-        self.indoor_prob, self.hfov_deg = indoor_prob, hfov_deg
+        self.indoor_prob, self.hfov_deg, self.content = indoor_prob, hfov_deg, content
         # the photograph bank lives on the device once (scenes index it)
         self.photos = None if photos is None else PhotoBank(torch.as_tensor(photos.texels, device=self.device),
                                                             photos.size, photos.count)
@@ -73,7 +74,7 @@ class _SyntheticSource:
         """Scenes, intrinsics (+ ``extra`` arrays) on the device and the kwargs of the renderer
         (camera at the scene origin, the scene itself is randomly turned; no culling)."""
         scene, view = sample_views(rng, n, self.height, self.width, indoor_prob=self.indoor_prob,
-                                   hfov_deg=self.hfov_deg, photos=self.photos)
+                                   hfov_deg=self.hfov_deg, photos=self.photos, content=self.content)
         cams = {k: view[k] for k in ('fx', 'fy', 'cx', 'cy')}
         up = self._upload({**scene.arrays(), **cams, **extra})
         view.update({k: up[k] for k in cams}, origin=torch.zeros(n, 3, device=self.device),
