@@ -73,3 +73,13 @@ def test_augment_applies_the_camera_to_numpy_samples_only(pair):
     batch = {'left': torch.zeros(1, 3, 8, 8), 'right': torch.zeros(1, 3, 8, 8)}
     with pytest.raises(TypeError, match='numpy samples'):
         Augment(camera=CameraArtifacts())(batch, np.random.default_rng(0))
+
+
+def test_real_camera_recipes_turn_the_camera_on():
+    from depth_ros.training.config import load_recipe
+    from depth_ros.training.streams import make_augment
+
+    for name in ('anynet_real', 'mbv2_fbnet_real'):
+        cfg = load_recipe(name)
+        assert cfg.data.source.startswith('rendered:')
+        assert isinstance(make_augment(cfg.data.augment).camera, CameraArtifacts)
