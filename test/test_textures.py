@@ -81,3 +81,14 @@ def test_photo_textures_render_the_same_on_numpy_and_torch():
     _, rgb_t = render_view(scene.map(as_t), *map(as_t, (fx, fx, cx, cy, origin, rot)), 48, 64)
     diff = np.abs(torch.stack(rgb_t).numpy() - np.stack(rgb_np))
     assert diff.max() < 2e-3 and np.mean(diff > 1 / 255) < 2e-3
+
+
+def test_training_batches_carry_photos_on_the_device():
+    torch = pytest.importorskip('torch')
+    from depth_ros.training.data.synth import SyntheticStereo
+
+    bank = PhotoBank.from_images([_photo(6, 32)[..., ::-1].copy()])
+    plain = SyntheticStereo(32, 48, 'cpu', 0, 64.0, photometric=None, content='rich').next_batch(2)
+    photo = SyntheticStereo(32, 48, 'cpu', 0, 64.0, photometric=None, content='rich', photos=bank).next_batch(2)
+    assert isinstance(photo['left'], torch.Tensor) and photo['left'].shape == (2, 3, 32, 48)
+    assert not torch.equal(plain['left'], photo['left'])
