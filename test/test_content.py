@@ -50,3 +50,24 @@ def test_rich_content_renders_the_same_on_numpy_and_torch():
     as_t = torch.as_tensor
     depth_t, _ = render_view(scene.map(as_t), *map(as_t, (fx, fx, cx, cy, origin, rot)), 48, 64)
     np.testing.assert_allclose(depth_t.numpy(), depth_np, rtol=1e-5)
+
+
+def test_specular_highlights_are_bright_and_view_dependent():
+    """A glossy sphere gets a highlight, and it does not move with the surface between the views
+    (the right image warped by the exact disparity no longer matches there), unlike the matte one."""
+    from depth_ros.synthetic import make_scene, plane, sphere, warp_right_to_left
+    from depth_ros.synthetic.scene import TEX_SHININESS, TEX_SPECULAR, sample_textures
+
+    cam = StereoCamera(160, 120, 125.0, 125.0, 79.5, 59.5, 0.3)
+    tex = sample_textures(np.random.default_rng(0), (2,), scale=(1.0, 2.0), contrast=(0.05, 0.1))
+    errors, peaks = [], []
+    for strength in (0.0, 0.7):
+        tex[1, TEX_SPECULAR], tex[1, TEX_SHININESS] = strength, 40.0
+        scene = make_scene([plane((0, 0, 6.0), (0, 0, -1), tex[0]), sphere((0, 0, 2.0), 0.6, tex[1])],
+                           light=(0.2, -0.3, -1.0))
+        frame = render_stereo(scene, cam)
+        rec, inside = warp_right_to_left(frame['right'], frame['disparity'])
+        on_sphere = inside & (frame['depth'] < 3.0) & ~frame['occlusion']
+        errors.append(np.abs(rec - frame['left']).mean(-1)[on_sphere].mean())
+        peaks.append(int(frame['left'][on_sphere].max()))
+    assert peaks[1] > peaks[0] + 40 and errors[1] > 1.5 * errors[0], (peaks, errors)

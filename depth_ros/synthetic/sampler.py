@@ -20,7 +20,7 @@ import numpy as np
 
 from .content import N_THIN, real_sizes, thin_structures
 from .render import full_windows
-from .scene import Scene, assign_photos, sample_textures
+from .scene import TEX_SHININESS, TEX_SPECULAR, Scene, assign_photos, sample_textures
 from .textures import PhotoBank
 from .xp import Array, namespace
 
@@ -89,7 +89,7 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     bank, a share ``photo_prob`` of the surfaces show its photographs (the rest stay procedural).
     ``content`` 'rich' adds N_THIN box slots of thin structures (rods, fences, rings, grids) and
     gives half of the resting boxes real-world sizes (furniture, doors, people, cars; see
-    ``content.py``); 'basic' (the shipped models' training and validation data) does not."""
+    ``content.py``) and a quarter of the surfaces specular highlights; 'basic' (the shipped models' training and validation data) does not."""
     if content not in ('basic', 'rich'):
         raise ValueError(f"content must be 'basic' or 'rich', not {content!r}")
     p = N_PLANES + N_BOXES + N_ELLIPSOIDS
@@ -165,6 +165,9 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
         center, rot, size, valid, texture = (np.concatenate([a[:, :ELL0], b.astype(a.dtype), a[:, ELL0:]], 1)
                                              for a, b in zip((center, rot, size, valid, texture), thin))
         n_boxes += N_THIN
+        glossy = (rng.random(texture.shape[:2]) < 0.25) & (np.arange(texture.shape[1]) < texture.shape[1] - 1)
+        texture[..., TEX_SPECULAR] = np.where(glossy, rng.uniform(0.2, 0.7, glossy.shape), 0.0)
+        texture[..., TEX_SHININESS] = np.exp(rng.uniform(np.log(8.0), np.log(128.0), glossy.shape))
     if photos is not None:
         texture = assign_photos(rng, texture, photos.count, photo_prob)
         texture[:, -1, -2:] = sample_textures(rng, (n,), scale=(1.0, 1.0))[:, -2:]   # the sky (dome) stays procedural

@@ -34,7 +34,9 @@ TEX_FREQ = 13                 # grating / checker / stripe cycles per lattice ce
 TEX_SEED = 14                 # integer-valued noise seed in [0, SEED_LIMIT)
 TEX_PHOTO = 15                # index of a photograph of Scene.photos (integer-valued), -1: procedural
 TEX_PHOTO_SCALE = 16          # photograph repeats per metre of surface
-TEXTURE_PARAMS = 17
+TEX_SPECULAR = 17             # strength of the (white, Blinn-Phong) specular highlight, 0 = matte
+TEX_SHININESS = 18            # Blinn-Phong exponent
+TEXTURE_PARAMS = 19
 SEED_LIMIT = 1 << 12
 
 
@@ -147,6 +149,8 @@ def sample_textures(rng: np.random.Generator, shape: tuple[int, ...], scale: tup
     tex[..., TEX_SEED] = rng.integers(0, SEED_LIMIT, shape)
     tex[..., TEX_PHOTO] = -1.0
     tex[..., TEX_PHOTO_SCALE] = 1.0
+    tex[..., TEX_SPECULAR] = 0.0
+    tex[..., TEX_SHININESS] = 1.0
     return tex
 
 

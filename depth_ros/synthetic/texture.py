@@ -1,4 +1,4 @@
-"""Procedural textures and lambert shading of ray hits (numpy or torch).
+"""Procedural textures and lambert (+ optional Blinn-Phong specular) shading of ray hits (numpy or torch).
 
 A texture is a function of the hit point's surface coordinates (a, b) in metres, so both
 cameras of a stereo pair see the same surface pattern. It mixes multi-octave value noise
@@ -17,7 +17,7 @@ import math
 
 from .raycast import Rays, _col
 from .scene import (TEX_COLOR0, TEX_COLOR1, TEX_DIRECTION, TEX_FREQ, TEX_PHOTO, TEX_PHOTO_SCALE, TEX_SCALE,
-                    TEX_SEED, TEX_WEIGHTS, TEXTURE_PARAMS, Scene)
+                    TEX_SEED, TEX_SHININESS, TEX_SPECULAR, TEX_WEIGHTS, TEXTURE_PARAMS, Scene)
 from .textures import PhotoBank
 from .xp import Array, arange, asarray, astype, is_numpy, namespace, take_columns
 
@@ -164,4 +164,13 @@ def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array,
         photo, repeats = tex[TEX_PHOTO], tex[TEX_PHOTO_SCALE]
         rgb = photo_color(scene.photos, xp.clip(photo, 0.0, None), a * repeats, b * repeats, footprint * repeats)
         color = [xp.where(photo >= 0.0, rgb[c], color[c]) for c in range(3)]
-    return tuple(xp.where(hit, color[c] * shading, 0.0) for c in range(3))
+    shaded = [color[c] * shading for c in range(3)]
+    if not is_numpy(depth) or (scene.texture[..., TEX_SPECULAR] > 0).any():   # torch: no host sync
+        # Blinn-Phong with the normal turned towards the viewer: a white, view-dependent highlight
+        n_dot_l = -xp.sign(facing) * light
+        l_dot_v = -sum(rays[j] * _col(scene.light[:, j]) for j in range(3)) / d_len
+        n_dot_h = (n_dot_l + xp.abs(facing)) / xp.sqrt(xp.clip(2.0 + 2.0 * l_dot_v, 1e-6, None))
+        highlight = tex[TEX_SPECULAR] * xp.clip(n_dot_h, 0.0, 1.0) ** tex[TEX_SHININESS]
+        highlight = xp.where(n_dot_l > 0.0, highlight, 0.0)
+        shaded = [shaded[c] + highlight for c in range(3)]
+    return tuple(xp.where(hit, shaded[c], 0.0) for c in range(3))
