@@ -60,6 +60,7 @@ def test_specular_highlights_are_bright_and_view_dependent():
 
     cam = StereoCamera(160, 120, 125.0, 125.0, 79.5, 59.5, 0.3)
     tex = sample_textures(np.random.default_rng(0), (2,), scale=(1.0, 2.0), contrast=(0.05, 0.1))
+    tex[1, :6] = (0.4, 0.35, 0.3, 0.45, 0.4, 0.35)     # a dull sphere
     errors, peaks = [], []
     for strength in (0.0, 0.7):
         tex[1, TEX_SPECULAR], tex[1, TEX_SHININESS] = strength, 40.0
