@@ -39,7 +39,7 @@ from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.model_card import shipped_cards
 from depth_ros.synthetic import warp_right_to_left
 
-from .metrics import MetricAccumulator, depth_metrics, stereo_metrics
+from .metrics import MetricAccumulator, align, depth_metrics, stereo_metrics
 
 DATA_DIR = Path(os.environ.get('DEPTH_ROS_CALIB_DATA', '/usr/share/doc/opencv-doc/examples/data'))
 PATTERN = (9, 6)            # inner corners of the chessboard
@@ -183,7 +183,8 @@ def score_stereo(estimator: StereoEstimator, samples: list[Sample]) -> tuple[dic
         pred = estimator(s['left'], s['right'])
         preds.append(pred)
         m = stereo_metrics(pred, s['disparity'])
-        acc.update({k: m[k] for k in ('density', 'epe', 'bad1', 'bad2', 'bad3')} | photometric(s['left'], s['right'], pred))
+        board = {k: m[k] for k in ('density', 'epe', 'bad1', 'bad2', 'bad3')}
+        acc.update(board | photometric(s['left'], s['right'], pred))
     return acc.mean(), preds
 
 
@@ -236,7 +237,8 @@ def run_check(samples: list[Sample], mono: bool = True) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any], n: int) -> str:
     """The stereo and mono tables (GitHub markdown)."""
-    lines = [f'Stereo, {n} rectified pairs, board region (holes count as bad); photometric error on the whole image:', '',
+    lines = [f'Stereo, {n} rectified pairs, board region (holes count as bad); '
+             'photometric error on the whole image:', '',
              '| method | bad-1 % | bad-3 % | EPE px | density % | photo L1 | photo density % |',
              '|---|---:|---:|---:|---:|---:|---:|']
     for label, m in result['stereo'].items():
@@ -264,15 +266,16 @@ def figure(samples: list[Sample], result: dict[str, Any], labels: Sequence[str],
         left = s['left'].copy()
         contours, _ = cv2.findContours(s['board'].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(left, contours, -1, (255, 80, 0), 2)
-        panels += [(f"{s['name']} (rectified, board)", left), ('ground truth disparity', colorize_depth(s['disparity'], lo, hi))]
+        panels += [(f"{s['name']} (rectified, board)", left),
+                   ('ground truth disparity', colorize_depth(s['disparity'], lo, hi))]
         for label in labels:
             pred = result['predictions'][label][i]
             if label in result['mono']:
-                from .metrics import align
                 with np.errstate(divide='ignore', invalid='ignore'):
                     pred = align(1.0 / pred, s['disparity'], mode='lsq_shift')
             panels.append((label, colorize_depth(pred, lo, hi)))
-    return tile(panels, columns=2 + len(labels), cell=(256, 192), title='real-camera check (OpenCV stereo sample): disparity, px')
+    return tile(panels, columns=2 + len(labels), cell=(256, 192),
+                title='real-camera check (OpenCV stereo sample): disparity, px')
 
 
 def card_entries(result: dict[str, Any], samples: list[Sample], rig: Rig) -> dict[str, dict[str, Any]]:
@@ -304,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument('--no-mono', action='store_true', help='stereo only')
     p.add_argument('--figure', type=Path, help='write the figure here (e.g. models/eval/real_check.jpg)')
     p.add_argument('--out', type=Path, help='write the scores as JSON here')
-    p.add_argument('--update-card', action='store_true', help=f"store the scores in each shipped model's card ({CARD_KEY})")
+    p.add_argument('--update-card', action='store_true',
+                   help=f"store the scores in each shipped model's card ({CARD_KEY})")
     args = p.parse_args(argv)
     rig, samples = load_check(args.data, args.pairs)
     print(f'rig: fx {rig.fx:.1f} px, baseline {rig.baseline:.3f} squares, stereo rms {rig.rms:.3f} px; '
@@ -319,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)
     if args.out:
-        args.out.write_text(json.dumps({'stereo': result['stereo'], 'mono': result['mono'], 'cards': entries}, indent=2) + '\n')
+        scores = {'stereo': result['stereo'], 'mono': result['mono'], 'cards': entries}
+        args.out.write_text(json.dumps(scores, indent=2) + '\n')
     if args.update_card:
         from .cli.evaluate import update_card
         for model, entry in entries.items():

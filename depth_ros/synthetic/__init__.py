@@ -32,7 +32,7 @@ from .scene import (TEXTURE_PARAMS, Primitive, Scene, box, ellipsoid, make_scene
                     sample_textures, sphere)
 from .textures import PhotoBank
 
-__all__ = ['CameraArtifacts', 'PhotoBank', 'TEXTURE_PARAMS', 'Primitive', 'Scene', 'StereoCamera', 'box', 'ellipsoid', 'make_scene',
-           'nearest_baseline', 'occlusion_mask', 'plane', 'pose_matrix', 'random_scene', 'rectangle', 'render_pair',
-           'render_stereo', 'render_view', 'sample_cameras', 'sample_scenes', 'sample_textures', 'sample_views', 'sphere',
-           'warp_right_to_left']
+__all__ = ['CameraArtifacts', 'PhotoBank', 'TEXTURE_PARAMS', 'Primitive', 'Scene', 'StereoCamera', 'box',
+           'ellipsoid', 'make_scene', 'nearest_baseline', 'occlusion_mask', 'plane', 'pose_matrix', 'random_scene',
+           'rectangle', 'render_pair', 'render_stereo', 'render_view', 'sample_cameras', 'sample_scenes',
+           'sample_textures', 'sample_views', 'sphere', 'warp_right_to_left']

@@ -19,7 +19,8 @@ N_THIN = 10
 MODES = ('rods', 'fence', 'ring', 'grid')
 REAL_SIZES = {   # full width, height, depth in m
     'indoor': [(1.2, 0.75, 0.8), (0.45, 0.9, 0.5), (0.9, 2.0, 0.05), (0.45, 1.75, 0.28), (0.8, 1.8, 0.4),
-               (2.0, 0.85, 0.9), (0.5, 0.5, 0.5), (1.6, 0.45, 2.0)],   # table, chair, door, person, cabinet, sofa, box, bed
+               (2.0, 0.85, 0.9), (0.5, 0.5, 0.5), (1.6, 0.45, 2.0)],
+    # table, chair, door, person, cabinet, sofa, box, bed
     'outdoor': [(1.8, 1.45, 4.4), (2.0, 2.2, 5.2), (0.45, 1.75, 0.28), (0.6, 1.0, 1.7), (0.3, 2.5, 0.3),
                 (2.5, 1.2, 0.6), (0.6, 1.1, 0.6)],   # car, van, person, bicycle, post, bench, bin
 }
@@ -106,8 +107,8 @@ def _frame_tilt(rng: np.random.Generator) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]])
 
 
-def thin_structures(rng: np.random.Generator, h: np.ndarray, depth_far: np.ndarray, x_limits: tuple[np.ndarray, np.ndarray],
-                    prob: float = 0.7) -> tuple[np.ndarray, ...]:
+def thin_structures(rng: np.random.Generator, h: np.ndarray, depth_far: np.ndarray,
+                    x_limits: tuple[np.ndarray, np.ndarray], prob: float = 0.7) -> tuple[np.ndarray, ...]:
     """(n, N_THIN) slots of thin structures (see the module docstring), one structure per scene with
     probability ``prob``: centre (n, K, 3), rot (n, K, 3, 3), half size (n, K, 3), valid (n, K)."""
     n = len(h)

@@ -89,7 +89,8 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     bank, a share ``photo_prob`` of the surfaces show its photographs (the rest stay procedural).
     ``content`` 'rich' adds N_THIN box slots of thin structures (rods, fences, rings, grids) and
     gives half of the resting boxes real-world sizes (furniture, doors, people, cars; see
-    ``content.py``) and a quarter of the surfaces specular highlights; 'basic' (the shipped models' training and validation data) does not."""
+    ``content.py``) and a quarter of the surfaces specular highlights; 'basic' (the shipped
+    models' training and validation data) does not."""
     if content not in ('basic', 'rich'):
         raise ValueError(f"content must be 'basic' or 'rich', not {content!r}")
     p = N_PLANES + N_BOXES + N_ELLIPSOIDS

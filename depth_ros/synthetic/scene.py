@@ -73,7 +73,8 @@ class Scene:
 
     def arrays(self) -> dict[str, Array]:
         """The array fields by name."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith('n_') and f.name != 'photos'}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.name.startswith('n_') and f.name != 'photos'}
 
     def map(self, fn: Callable[[Array], Array]) -> 'Scene':
         """Apply ``fn`` to every array, e.g. ``lambda a: torch.as_tensor(a, device=dev)``."""

@@ -11,8 +11,9 @@ RGB channel permutation (the same for both views; seed 001), crops (the same win
 map and view) and photometric jitter (brightness, contrast, gamma, colour, noise, with a small
 independent left/right variation); optionally an imperfect camera pair
 (``depth_ros.synthetic.camera.CameraArtifacts``: noise, blur, vignetting, exposure, tone curve,
-JPEG, sub-pixel rectification error; numpy samples only) as the last step. Randomness comes from a numpy Generator (torch noise is
-drawn on the batch's device from a generator seeded by it), so runs are reproducible.
+JPEG, sub-pixel rectification error; numpy samples only) as the last step. Randomness comes
+from a numpy Generator (torch noise is drawn on the batch's device from a generator seeded by
+it), so runs are reproducible.
 """
 from __future__ import annotations
 

@@ -106,8 +106,8 @@ def render_dataset(root: str | os.PathLike, kind: str, n: int, size: tuple[int, 
         raise ValueError(f"kind must be 'stereo' or 'mono', not {kind!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    meta = {'kind': kind, 'n': CHUNK * math.ceil(n / CHUNK), 'size': list(size), 'seed': seed, 'max_disparity': max_disparity,
-            **asdict(look)}
+    meta = {'kind': kind, 'n': CHUNK * math.ceil(n / CHUNK), 'size': list(size), 'seed': seed,
+            'max_disparity': max_disparity, **asdict(look)}
     (root / 'dataset.json').write_text(json.dumps(meta, indent=2) + '\n')
     tasks = [(kind, str(root), seed, s, size[0], size[1], max_disparity, look) for s in range(0, meta['n'], CHUNK)
              if not (root / f'{s + CHUNK - 1:06d}.npz').exists()]

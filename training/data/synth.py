@@ -112,7 +112,8 @@ class SyntheticStereo(_SyntheticSource):
 
     def _render(self, rng: np.random.Generator, n: int, photometric: Photometric | None) -> Batch:
         scene, up, view = self._setup(rng, n, share=rng.uniform(*self.reach, n))
-        out = render_pair(scene, baseline=nearest_baseline(up['share'], up['fx'], self.max_disparity, self.baseline), **view)
+        baseline = nearest_baseline(up['share'], up['fx'], self.max_disparity, self.baseline)
+        out = render_pair(scene, baseline=baseline, **view)
         batch: Batch = {'left': torch.stack(out['left'], 1), 'right': torch.stack(out['right'], 1),
                         'fx': up['fx'], 'baseline': out['baseline']}
         for side in ('', '_right'):
