@@ -83,3 +83,18 @@ def test_real_camera_recipes_turn_the_camera_on():
         cfg = load_recipe(name)
         assert cfg.data.source.startswith('rendered:')
         assert isinstance(make_augment(cfg.data.augment).camera, CameraArtifacts)
+
+
+def test_real_camera_recipe_streams_rendered_pairs_through_the_camera(tmp_path):
+    """anynet_real's data path: rendered rich pairs -> reader stream -> crops, flips, camera artifacts."""
+    from depth_ros.training.config import apply_overrides, load_recipe
+    from depth_ros.training.data.rendered import Look, render_dataset
+    from depth_ros.training.streams import train_stream
+
+    root = render_dataset(tmp_path / 'r', 'stereo', 8, (64, 96), seed=1, max_disparity=48.0, workers=1,
+                          look=Look(hfov=(15.0, 100.0), content='rich'))
+    cfg = apply_overrides(load_recipe('anynet_real'), [f'data.source=rendered:{root}', 'data.height=48',
+                                                       'data.width=64', 'data.batch_size=2', 'data.workers=0'])
+    batch = train_stream(cfg, 'stereo', torch.device('cpu')).next_batch()
+    assert batch['left'].shape == (2, 3, 48, 64) and batch['disparity'].shape == (2, 1, 48, 64)
+    assert torch.isfinite(batch['disparity']).any()
