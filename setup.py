@@ -49,6 +49,7 @@ setup(
             'depth-ros-render = depth_ros.training.cli.render:main',
             'depth-ros-bag = depth_ros.recordings.cli:main',
             'depth-ros-record = depth_ros.recordings.cli:record',
+            'depth-ros-realcheck = depth_ros.training.realcheck:main',
         ],
     },
 )

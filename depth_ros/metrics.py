@@ -84,6 +84,20 @@ def _align_factors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str
 
 
 # ----------------------------------------------------------------------------- depth
+def align(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, mode: str = 'median') -> np.ndarray:
+    """Scale-align a relative prediction to ``gt`` per image, fitted on valid-GT pixels.
+
+    ``mode``: 'median' (s = median(gt) / median(pred)), 'lsq' (least-squares scale) or 'lsq_shift'
+    (least-squares scale and shift). The result has the shape and units of ``gt``: align in the
+    space the model predicts in (e.g. inverse depth), the caller chooses.
+    """
+    was_2d, (p, g, v) = _batched(pred, gt, valid)
+    mask = valid_gt(g, v) & np.isfinite(p)
+    scale, shift = _align_factors(p, g, mask, mode)
+    out = p * scale + shift
+    return out[0] if was_2d else out
+
+
 def depth_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, *,
                   max_depth: float | None = None, min_depth: float = 1e-3,
                   align_mode: str | None = None) -> Metrics:

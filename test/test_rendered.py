@@ -35,3 +35,29 @@ def test_mono_render_has_metric_depth_and_focal(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match='render the dataset'):
         open_reader('rendered', str(tmp_path))
+
+
+def test_photo_textures_and_narrow_lenses(tmp_path):
+    """A photo bank (as ``depth-ros-render textures`` collects it) changes the images, and narrow
+    fields of view give every sample a long focal length within the range."""
+    import cv2
+
+    from depth_ros.training.data.rendered import Look, main
+
+    src = tmp_path / 'photos'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(rng.random((30, 30, 3)).astype(np.float32), (300, 300), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(src / 'garden.jpg'), (photo.clip(0, 1) * 255).astype(np.uint8))
+    from depth_ros.synthetic.textures import collect
+    assert collect(tmp_path / 'bank', [src], size=64) == 1
+    look = Look(hfov=(15.0, 20.0), textures=str(tmp_path / 'bank'), photo_prob=1.0)
+    plain = open_reader('rendered', str(render_dataset(tmp_path / 'p', 'mono', 8, (48, 64), seed=2, workers=1,
+                                                       look=Look(hfov=(15.0, 20.0)))))
+    photos = open_reader('rendered', str(render_dataset(tmp_path / 't', 'mono', 8, (48, 64), seed=2, workers=1, look=look)))
+    for reader in (plain, photos):
+        fx = np.array([reader[i]['fx'] for i in range(8)])
+        assert (0.5 * 64 / np.tan(np.radians(10.0)) - 0.1 <= fx).all() and (fx <= 0.5 * 64 / np.tan(np.radians(7.5)) + 0.1).all()
+    assert not np.array_equal(plain[0]['image'], photos[0]['image'])
+    with pytest.raises(SystemExit):
+        main(['stereo'])                                   # no output folder

@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from depth_ros.synthetic.camera import CameraArtifacts
+
 from .data import READERS
 from .data.augment import Augment, Photometric
 
-AUGMENT_KEYS = ('hflip', 'channel_permutation', 'photometric')
+AUGMENT_KEYS = ('hflip', 'channel_permutation', 'photometric', 'camera')
 
 
 def parse_source(source: str) -> tuple[str, str]:
@@ -34,10 +36,12 @@ def stream_seed(*parts: int) -> int:
 
 def make_augment(options: dict[str, Any], crop: tuple[int, int] | None = None) -> Augment:
     """An Augment from ``data.augment`` (hflip / channel_permutation probabilities, default 0;
-    photometric bool, default true) with an optional random ``crop`` (height, width)."""
+    photometric bool, default true; camera bool, default false: imperfect-camera artifacts) with an
+    optional random ``crop`` (height, width)."""
     unknown = sorted(set(options) - set(AUGMENT_KEYS))
     if unknown:
         raise ValueError(f'unknown data.augment keys {unknown}; known: {", ".join(AUGMENT_KEYS)}')
     return Augment(crop=crop, hflip=float(options.get('hflip', 0.0)),
                    channel_permutation=float(options.get('channel_permutation', 0.0)),
-                   photometric=Photometric() if options.get('photometric', True) else None)
+                   photometric=Photometric() if options.get('photometric', True) else None,
+                   camera=CameraArtifacts() if options.get('camera', False) else None)

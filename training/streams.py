@@ -8,7 +8,8 @@ resume) and ``skip_to(step)`` (approximate resume after a change in the number o
 Synthetic batch ``i`` of rank ``r`` is rendered from the seed (seed, r, i) alone, so a resumed
 run draws exactly the batches it would have drawn, and every DDP rank draws different ones.
 ``data.augment`` keys: hflip, channel_permutation (probabilities), photometric (bool, default
-true), applied with the same per-batch seed.
+true), camera (bool, default false: imperfect-camera artifacts, reader sources only), applied
+with the same per-batch seed.
 """
 from __future__ import annotations
 

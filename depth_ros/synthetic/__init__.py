@@ -13,15 +13,26 @@ numpy API::
     frame['depth'], frame['disparity']     # (H, W) float32, m and px (left view)
     frame['occlusion']                     # (H, W) bool, left pixels hidden from the right camera
 
+Batches (numpy, or torch after uploading the arrays), the one front end of training data::
+
+    scene, view = sample_views(rng, n, height, width, hfov_deg=(15, 100), photos=PhotoBank.load(), content='rich')
+    out = render_pair(scene, baseline=nearest_baseline(share, view['fx'], 192.0), **view)
+
+Photographs on surfaces: ``depth-ros-render textures`` collects the bank (``textures.py``).
+Imperfect cameras (noise, blur, vignetting, exposure, tone, JPEG, rectification error) on rendered
+images, ground truth kept: ``CameraArtifacts()(sample, rng)`` (``camera.py``).
+
 Known scenes for tests: ``make_scene([plane(...), box(...), sphere(...)])``.
 """
+from .camera import CameraArtifacts
 from .render import (StereoCamera, occlusion_mask, pose_matrix, render_pair, render_stereo, render_view,
                      warp_right_to_left)
-from .sampler import random_scene, sample_cameras, sample_scenes
+from .sampler import nearest_baseline, random_scene, sample_cameras, sample_scenes, sample_views
 from .scene import (TEXTURE_PARAMS, Primitive, Scene, box, ellipsoid, make_scene, plane, rectangle,
                     sample_textures, sphere)
+from .textures import PhotoBank
 
-__all__ = ['TEXTURE_PARAMS', 'Primitive', 'Scene', 'StereoCamera', 'box', 'ellipsoid', 'make_scene',
-           'occlusion_mask', 'plane', 'pose_matrix', 'random_scene', 'rectangle', 'render_pair',
-           'render_stereo', 'render_view', 'sample_cameras', 'sample_scenes', 'sample_textures', 'sphere',
-           'warp_right_to_left']
+__all__ = ['CameraArtifacts', 'PhotoBank', 'TEXTURE_PARAMS', 'Primitive', 'Scene', 'StereoCamera', 'box',
+           'ellipsoid', 'make_scene', 'nearest_baseline', 'occlusion_mask', 'plane', 'pose_matrix', 'random_scene',
+           'rectangle', 'render_pair', 'render_stereo', 'render_view', 'sample_cameras', 'sample_scenes',
+           'sample_textures', 'sample_views', 'sphere', 'warp_right_to_left']

@@ -14,9 +14,15 @@ least ~0.5 m from the camera; depths stay roughly within 0.5-20 m.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
-from .scene import Scene, sample_textures
+from .content import N_THIN, real_sizes, thin_structures
+from .render import full_windows
+from .scene import TEX_SHININESS, TEX_SPECULAR, Scene, assign_photos, sample_textures
+from .textures import PhotoBank
+from .xp import Array, namespace
 
 N_PLANES, N_BOXES, N_ELLIPSOIDS = 6, 10, 5
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
@@ -77,8 +83,16 @@ def _place(rng: np.random.Generator, size: np.ndarray, rot: np.ndarray, h: np.nd
     return np.stack([x, y, z], -1)
 
 
-def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) -> Scene:
-    """``n`` random scenes (numpy Scene with N_PLANES + N_BOXES + N_ELLIPSOIDS slots)."""
+def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, photos: PhotoBank | None = None,
+                  photo_prob: float = 0.5, content: str = 'basic') -> Scene:
+    """``n`` random scenes (numpy Scene with N_PLANES + N_BOXES + N_ELLIPSOIDS slots); with a ``photos``
+    bank, a share ``photo_prob`` of the surfaces show its photographs (the rest stay procedural).
+    ``content`` 'rich' adds N_THIN box slots of thin structures (rods, fences, rings, grids) and
+    gives half of the resting boxes real-world sizes (furniture, doors, people, cars; see
+    ``content.py``) and a quarter of the surfaces specular highlights; 'basic' (the shipped
+    models' training and validation data) does not."""
+    if content not in ('basic', 'rich'):
+        raise ValueError(f"content must be 'basic' or 'rich', not {content!r}")
     p = N_PLANES + N_BOXES + N_ELLIPSOIDS
     center = np.zeros((n, p, 3))
     rot = np.tile(np.eye(3), (n, p, 1, 1))
@@ -121,6 +135,9 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     big = ~indoor[:, None] & (rng.random((n, N_BOXES)) < 0.3)     # outdoor 'buildings'
     half *= np.where(big, 2.5, 1.0)[..., None]
     half[..., 2] = np.where(kind >= 0.8, 0.0, half[..., 2])
+    if content == 'rich':
+        real = rest & (rng.random((n, N_BOXES)) < 0.5)
+        half = np.where(real[..., None], real_sizes(rng, indoor, N_BOXES), half)
     upright = _rot_y(rng.uniform(0, 2 * np.pi, n * N_BOXES)).reshape(n, N_BOXES, 3, 3)
     rot[:, boxes] = np.where(rest[..., None, None], upright, _random_rotations(rng, (n, N_BOXES)))
     size[:, boxes] = half
@@ -143,6 +160,18 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     weak = rng.random((n, N_PLANES)) < 0.15     # some weakly textured walls
     texture[:, :N_PLANES][weak] = sample_textures(rng, (int(weak.sum()),), scale=(1.0, 12.0), contrast=(0.02, 0.1))
     texture[:, DOME] = sample_textures(rng, (n,), scale=(0.5, 4.0), contrast=(0.1, 0.6))
+    n_boxes = N_BOXES
+    if content == 'rich':   # thin structures: box slots between the boxes and the ellipsoids
+        thin = (*thin_structures(rng, h, depth_far, x_limits), sample_textures(rng, (n, N_THIN), scale=(5.0, 40.0)))
+        center, rot, size, valid, texture = (np.concatenate([a[:, :ELL0], b.astype(a.dtype), a[:, ELL0:]], 1)
+                                             for a, b in zip((center, rot, size, valid, texture), thin))
+        n_boxes += N_THIN
+        glossy = (rng.random(texture.shape[:2]) < 0.25) & (np.arange(texture.shape[1]) < texture.shape[1] - 1)
+        texture[..., TEX_SPECULAR] = np.where(glossy, rng.uniform(0.2, 0.7, glossy.shape), 0.0)
+        texture[..., TEX_SHININESS] = np.exp(rng.uniform(np.log(8.0), np.log(128.0), glossy.shape))
+    if photos is not None:
+        texture = assign_photos(rng, texture, photos.count, photo_prob)
+        texture[:, -1, -2:] = sample_textures(rng, (n,), scale=(1.0, 1.0))[:, -2:]   # the sky (dome) stays procedural
     # camera orientation: turn the whole room about the camera
     turn = _rot_y(rng.uniform(-0.3, 0.3, n)) @ _rot_x(rng.uniform(-0.2, 0.2, n)) @ _rot_z(rng.uniform(-0.08, 0.08, n))
     center = np.einsum('nij,npj->npi', turn, center)
@@ -151,12 +180,13 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6) ->
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
     return Scene(center=center.astype(np.float32), rot=rot.astype(np.float32), size=size.astype(np.float32),
                  valid=valid, texture=texture, light=light.astype(np.float32),
-                 ambient=rng.uniform(0.35, 0.7, n).astype(np.float32), n_planes=N_PLANES, n_boxes=N_BOXES)
+                 ambient=rng.uniform(0.35, 0.7, n).astype(np.float32), n_planes=N_PLANES, n_boxes=n_boxes,
+                 photos=photos)
 
 
-def random_scene(seed: int, indoor_prob: float = 0.6) -> Scene:
+def random_scene(seed: int, indoor_prob: float = 0.6, photos: PhotoBank | None = None, content: str = 'basic') -> Scene:
     """One random scene (a batch of one, numpy); the same seed gives the same scene."""
-    return sample_scenes(np.random.default_rng(seed), 1, indoor_prob)
+    return sample_scenes(np.random.default_rng(seed), 1, indoor_prob, photos, content=content)
 
 
 def sample_cameras(rng: np.random.Generator, n: int, height: int, width: int,
@@ -168,3 +198,34 @@ def sample_cameras(rng: np.random.Generator, n: int, height: int, width: int,
             'cx': (width - 1) / 2 + width * rng.uniform(-0.05, 0.05, n),
             'cy': (height - 1) / 2 + height * rng.uniform(-0.05, 0.05, n)}
     return {k: v.astype(np.float32) for k, v in cams.items()}
+
+
+def sample_views(rng: np.random.Generator, n: int, height: int, width: int, *, indoor_prob: float = 0.6,
+                 hfov_deg: tuple[float, float] = (45.0, 100.0), photos: PhotoBank | None = None,
+                 content: str = 'basic') -> tuple[Scene, dict[str, Any]]:
+    """``n`` random scenes and cameras (numpy): the scene batch and the keyword arguments of
+    ``render_view`` / ``render_pair`` (fx, fy, cx, cy (n,) px; the camera at the scene origin, the
+    scene itself is randomly turned; height, width; no culling). The one front end of batch
+    rendering: training (torch, after uploading the arrays) and rendered datasets (numpy) use it."""
+    scene = sample_scenes(rng, n, indoor_prob, photos, content=content)
+    cams = sample_cameras(rng, n, height, width, hfov_deg)
+    view = dict(fx=cams['fx'], fy=cams['fy'], cx=cams['cx'], cy=cams['cy'], origin=np.zeros((n, 3), np.float32),
+                rot=np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)), height=height, width=width,
+                windows=full_windows(scene, height, width))
+    return scene, view
+
+
+def nearest_baseline(share: Array, fx: Array, max_disparity: float,
+                     limits: tuple[float, float] = (0.05, 0.5)) -> Callable[[Array], Array]:
+    """``baseline(depth)`` for ``render_pair`` (numpy or torch): per pair, the nearest point of the left
+    depth (B, H, W) gets a disparity of ``share`` (B,) x ``max_disparity``, with the baseline kept
+    within ``limits`` m unless that would break the hard limit: every disparity stays below max_disparity."""
+    per_metre = (max_disparity - 1.0) / fx   # baseline per metre of the nearest depth
+
+    def baseline(depth: Array) -> Array:
+        xp = namespace(depth)
+        nearest = depth.reshape(depth.shape[0], -1).min(1)
+        nearest = nearest if xp is np else nearest.values
+        return xp.minimum(xp.clip(share * per_metre * nearest, *limits), 0.99 * per_metre * nearest)
+
+    return baseline

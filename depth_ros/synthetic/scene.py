@@ -11,7 +11,8 @@ rotation whose columns are its local axes, and a half size:
 - the remaining slots: ellipsoids with radii ``size`` (spheres when they are equal).
 
 Unused slots have ``valid == False``. Each slot also carries ``TEXTURE_PARAMS`` numbers that
-describe its procedural texture (see ``texture.py``).
+describe its procedural texture or name a photograph of the scene's ``photos`` bank (see
+``texture.py`` and ``textures.py``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .textures import PhotoBank
 from .xp import Array
 
 # Texture parameter layout (last axis of Scene.texture).
@@ -30,7 +32,11 @@ TEX_WEIGHTS = slice(7, 11)    # mix of value noise, grating, checker, stripes (s
 TEX_DIRECTION = slice(11, 13)  # grating / stripe direction in surface coordinates (cos, sin)
 TEX_FREQ = 13                 # grating / checker / stripe cycles per lattice cell
 TEX_SEED = 14                 # integer-valued noise seed in [0, SEED_LIMIT)
-TEXTURE_PARAMS = 15
+TEX_PHOTO = 15                # index of a photograph of Scene.photos (integer-valued), -1: procedural
+TEX_PHOTO_SCALE = 16          # photograph repeats per metre of surface
+TEX_SPECULAR = 17             # strength of the (white, Blinn-Phong) specular highlight, 0 = matte
+TEX_SHININESS = 18            # Blinn-Phong exponent
+TEXTURE_PARAMS = 19
 SEED_LIMIT = 1 << 12
 
 
@@ -47,6 +53,7 @@ class Scene:
     ambient: Array   # (B,) ambient share of the shading, in [0, 1]
     n_planes: int
     n_boxes: int
+    photos: PhotoBank | None = None   # photographs that TEX_PHOTO indexes (shared by the batch)
 
     @property
     def batch(self) -> int:
@@ -66,15 +73,12 @@ class Scene:
 
     def arrays(self) -> dict[str, Array]:
         """The array fields by name."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith('n_')}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.name.startswith('n_') and f.name != 'photos'}
 
     def map(self, fn: Callable[[Array], Array]) -> 'Scene':
         """Apply ``fn`` to every array, e.g. ``lambda a: torch.as_tensor(a, device=dev)``."""
         return replace(self, **{name: fn(a) for name, a in self.arrays().items()})
-
-    def select(self, index: int) -> 'Scene':
-        """Scene ``index`` of the batch as a batch of one."""
-        return self.map(lambda a: a[index:index + 1])
 
 
 @dataclass
@@ -144,7 +148,22 @@ def sample_textures(rng: np.random.Generator, shape: tuple[int, ...], scale: tup
     tex[..., TEX_DIRECTION] = np.stack([np.cos(angle), np.sin(angle)], -1)
     tex[..., TEX_FREQ] = rng.uniform(0.5, 3.0, shape)
     tex[..., TEX_SEED] = rng.integers(0, SEED_LIMIT, shape)
+    tex[..., TEX_PHOTO] = -1.0
+    tex[..., TEX_PHOTO_SCALE] = 1.0
+    tex[..., TEX_SPECULAR] = 0.0
+    tex[..., TEX_SHININESS] = 1.0
     return tex
+
+
+def assign_photos(rng: np.random.Generator, texture: np.ndarray, count: int, prob: float,
+                  metres: tuple[float, float] = (0.3, 4.0)) -> np.ndarray:
+    """``texture`` (..., TEXTURE_PARAMS) with a random share ``prob`` of the slots showing one of ``count``
+    photographs, each covering a square of ``metres`` (log-uniform) side."""
+    out = texture.copy()
+    chosen = rng.random(texture.shape[:-1]) < prob if count else np.zeros(texture.shape[:-1], bool)
+    out[..., TEX_PHOTO] = np.where(chosen, rng.integers(0, max(count, 1), texture.shape[:-1]), -1)
+    out[..., TEX_PHOTO_SCALE] = np.exp(-rng.uniform(np.log(metres[0]), np.log(metres[1]), texture.shape[:-1]))
+    return out
 
 
 def make_scene(primitives: Sequence[Primitive], *, light: Sequence[float] = (0.3, -1.0, -0.4),

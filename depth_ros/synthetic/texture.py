@@ -1,4 +1,4 @@
-"""Procedural textures and lambert shading of ray hits (numpy or torch).
+"""Procedural textures and lambert (+ optional Blinn-Phong specular) shading of ray hits (numpy or torch).
 
 A texture is a function of the hit point's surface coordinates (a, b) in metres, so both
 cameras of a stereo pair see the same surface pattern. It mixes multi-octave value noise
@@ -6,15 +6,20 @@ cameras of a stereo pair see the same surface pattern. It mixes multi-octave val
 and soft stripes (clipped sinusoids). Every component fades to its mean once it gets finer
 than a few pixels (``footprint``: size of a pixel on the surface), which keeps the images free
 of aliasing so that resampling one view into the other is accurate.
+
+A slot may instead show a photograph of the scene's bank (``textures.PhotoBank``), repeated over
+the surface in the same surface coordinates and sampled trilinearly from its mip pyramid at the
+pixel's footprint (``photo_color``).
 """
 from __future__ import annotations
 
 import math
 
 from .raycast import Rays, _col
-from .scene import (TEX_COLOR0, TEX_COLOR1, TEX_DIRECTION, TEX_FREQ, TEX_SCALE, TEX_SEED, TEX_WEIGHTS,
-                    TEXTURE_PARAMS, Scene)
-from .xp import Array, arange, astype, namespace, take_columns
+from .scene import (TEX_COLOR0, TEX_COLOR1, TEX_DIRECTION, TEX_FREQ, TEX_PHOTO, TEX_PHOTO_SCALE, TEX_SCALE,
+                    TEX_SEED, TEX_SHININESS, TEX_SPECULAR, TEX_WEIGHTS, TEXTURE_PARAMS, Scene)
+from .textures import PhotoBank
+from .xp import Array, arange, asarray, astype, is_numpy, namespace, take_columns
 
 OCTAVES = 3
 # 16-bit lattice hash in int32 arithmetic: every product stays below 2**31, so numpy and torch
@@ -81,6 +86,37 @@ def pattern(a: Array, b: Array, footprint: Array, tex: Array) -> Array:
     return w[0] * noise + w[1] * grating + w[2] * checker + w[3] * stripes
 
 
+def photo_color(bank: PhotoBank, index: Array, u: Array, v: Array, cell: Array) -> list[Array]:
+    """RGB in [0, 1] (3 x (...)) of photographs ``index`` (integer-valued floats >= 0) at texture
+    coordinates u, v (one unit = one photograph, repeated); ``cell``: texture units per pixel, which
+    picks the mip level (trilinear: bilinear in the two nearest levels)."""
+    xp = namespace(u)
+    texels = bank.texels if is_numpy(bank.texels) == is_numpy(u) else asarray(bank.texels, u)
+    texels = texels.T                           # (rows, 3) view of the channel-major table
+    top = bank.levels - 1
+    level = xp.clip(xp.log2(xp.clip(cell * bank.size, 1.0, None)), 0.0, float(top))
+    start = astype(index, 'int64') * bank.per_photo(bank.size)
+    offsets = asarray(bank.level_offsets(bank.size), u, 'int64')
+    lower = xp.floor(level)
+    frac = level - lower
+    fu, fv = u - xp.floor(u), v - xp.floor(v)
+    out = [0.0, 0.0, 0.0]
+    for lvl, weight in ((lower, 1.0 - frac), (xp.clip(lower + 1.0, 0.0, float(top)), frac)):
+        side_f = bank.size * xp.exp2(-lvl)
+        side = astype(side_f, 'int64')
+        first = start + offsets[astype(lvl, 'int64')]
+        x, y = fu * side_f - 0.5, fv * side_f - 0.5
+        x0, y0 = xp.floor(x), xp.floor(y)
+        wx, wy = x - x0, y - y0
+        ix, iy = astype(x0, 'int64') % side, astype(y0, 'int64') % side
+        for row, w_row in ((iy, 1.0 - wy), ((iy + 1) % side, wy)):
+            for col, w_col in ((ix, 1.0 - wx), ((ix + 1) % side, wx)):
+                rgb = take_columns(texels, first + row * side + col)
+                w = weight * w_row * w_col
+                out = [out[c] + w * rgb[c] for c in range(3)]
+    return out
+
+
 def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array,
           focal: Array) -> tuple[Array, Array, Array]:
     """RGB in [0, 1] (3 x (B, H, W)) of the hits (depth, slot from ``nearest_hit``; black where missed).
@@ -123,4 +159,18 @@ def shade(scene: Scene, origin: Array, rays: Rays, depth: Array, slot: Array,
     tex = g[_TEXTURE_START:]
     value = pattern(a, b, footprint, tex)
     color0, color1 = tex[TEX_COLOR0], tex[TEX_COLOR1]
-    return tuple(xp.where(hit, (color0[c] + (color1[c] - color0[c]) * value) * shading, 0.0) for c in range(3))
+    color = [color0[c] + (color1[c] - color0[c]) * value for c in range(3)]
+    if scene.photos is not None:
+        photo, repeats = tex[TEX_PHOTO], tex[TEX_PHOTO_SCALE]
+        rgb = photo_color(scene.photos, xp.clip(photo, 0.0, None), a * repeats, b * repeats, footprint * repeats)
+        color = [xp.where(photo >= 0.0, rgb[c], color[c]) for c in range(3)]
+    shaded = [color[c] * shading for c in range(3)]
+    if not is_numpy(depth) or (scene.texture[..., TEX_SPECULAR] > 0).any():   # torch: no host sync
+        # Blinn-Phong with the normal turned towards the viewer: a white, view-dependent highlight
+        n_dot_l = -xp.sign(facing) * light
+        l_dot_v = -sum(rays[j] * _col(scene.light[:, j]) for j in range(3)) / d_len
+        n_dot_h = (n_dot_l + xp.abs(facing)) / xp.sqrt(xp.clip(2.0 + 2.0 * l_dot_v, 1e-6, None))
+        highlight = tex[TEX_SPECULAR] * xp.clip(n_dot_h, 0.0, 1.0) ** tex[TEX_SHININESS]
+        highlight = xp.where(n_dot_l > 0.0, highlight, 0.0)
+        shaded = [shaded[c] + highlight for c in range(3)]
+    return tuple(xp.where(hit, shaded[c], 0.0) for c in range(3))

@@ -9,8 +9,11 @@ Operations: horizontal flip (mono: image and maps; stereo: both views mirrored A
 which needs the right-view maps, e.g. 'disparity_right', and is skipped when one is missing),
 RGB channel permutation (the same for both views; seed 001), crops (the same window for every
 map and view) and photometric jitter (brightness, contrast, gamma, colour, noise, with a small
-independent left/right variation). Randomness comes from a numpy Generator (torch noise is
-drawn on the batch's device from a generator seeded by it), so runs are reproducible.
+independent left/right variation); optionally an imperfect camera pair
+(``depth_ros.synthetic.camera.CameraArtifacts``: noise, blur, vignetting, exposure, tone curve,
+JPEG, sub-pixel rectification error; numpy samples only) as the last step. Randomness comes
+from a numpy Generator (torch noise is drawn on the batch's device from a generator seeded by
+it), so runs are reproducible.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from depth_ros.synthetic.camera import CameraArtifacts
 from depth_ros.synthetic.xp import Array, asarray, is_numpy, mean_keepdims, namespace
 
 IMAGE_KEYS = ('image', 'left', 'right')
@@ -183,13 +187,14 @@ class Augment:
     """A random augmentation pipeline: ``Augment(crop=(256, 512))(sample_or_batch, rng)``.
 
     Probabilities are per sample; a crop window is drawn per call (numpy: per sample, torch:
-    one window for the batch).
+    one window for the batch). ``camera`` (numpy samples only) runs after the photometric jitter.
     """
 
     crop: tuple[int, int] | None = None     # (height, width)
     hflip: float = 0.5
     channel_permutation: float = 0.5
     photometric: Photometric | None = None
+    camera: CameraArtifacts | None = None
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         n = _batch_size(sample)
@@ -206,7 +211,13 @@ class Augment:
         sample = hflip(sample, bool(flips[0]) if n is None else _flags(flips, sample))
         perms = np.stack([rng.permutation(3) if d < self.channel_permutation else np.arange(3) for d in draws[1]])
         sample = permute_channels(sample, perms[0] if n is None else perms)
-        return sample if self.photometric is None else self.photometric(sample, rng)
+        if self.photometric is not None:
+            sample = self.photometric(sample, rng)
+        if self.camera is not None:
+            if n is not None:
+                raise TypeError('camera artifacts apply to numpy samples, not torch batches')
+            sample = self.camera(sample, rng)
+        return sample
 
 
 def _flags(values: np.ndarray, sample: Sample) -> Array:

@@ -12,6 +12,13 @@ The reader (``rendered:<folder>`` in training recipes) returns the usual float s
 invalid, so mono training converts to the canonical camera with each sample's fx.
 
     depth-ros-render stereo out/stereo --n 4000 --size 256 512
+    depth-ros-render textures                       # the photo bank (~/.cache/depth_ros/textures)
+    depth-ros-render stereo out/real --textures --hfov 15 100 --content rich
+        # photos on half the surfaces, narrow lenses too, thin structures and real-size objects
+
+``--textures`` maps photographs of the bank onto a share of the surfaces (``--photo-prob``),
+``--hfov`` sets the range of horizontal fields of view (narrow lenses = long focal lengths).
+Camera artifacts (noise, blur, JPEG ...) are applied on the fly in training (``data.augment.camera``).
 """
 from __future__ import annotations
 
@@ -19,26 +26,19 @@ import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from depth_ros.synthetic import render_pair, render_view, sample_cameras, sample_scenes
-from depth_ros.synthetic.render import full_windows
+from depth_ros.synthetic import nearest_baseline, render_pair, render_view, sample_views
+from depth_ros.synthetic.textures import PhotoBank
 
 from .base import Reader, Sample
 
 CHUNK = 8   # samples rendered per call (one batch of the numpy renderer)
-
-
-def _view(rng: np.random.Generator, n: int, height: int, width: int, indoor_prob: float) -> tuple[Any, dict]:
-    scene = sample_scenes(rng, n, indoor_prob)
-    cams = sample_cameras(rng, n, height, width)
-    view = dict(fx=cams['fx'], fy=cams['fy'], cx=cams['cx'], cy=cams['cy'],
-                origin=np.zeros((n, 3), np.float32), rot=np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3)).copy(),
-                height=height, width=width, windows=full_windows(scene, height, width))
-    return scene, view
 
 
 def _rgb8(channels: tuple[np.ndarray, ...], i: int) -> np.ndarray:
@@ -51,20 +51,37 @@ def _fixed_point(values: np.ndarray, scale: float, limit: float) -> np.ndarray:
     return np.where(ok, np.rint(values * scale), 0).astype(np.uint16)
 
 
-def _render_chunk(task: tuple[str, str, int, int, int, int, float]) -> int:
+@dataclass(frozen=True)
+class Look:
+    """How the scenes look: the camera's field of view range, the photo textures (``textures``: a
+    bank folder, '' for procedural textures only) and the content ('basic' | 'rich', see
+    ``depth_ros.synthetic.sample_scenes``)."""
+
+    hfov: tuple[float, float] = (45.0, 100.0)   # degrees
+    textures: str = ''
+    photo_prob: float = 0.5
+    content: str = 'basic'
+
+
+@lru_cache(maxsize=2)
+def _bank(folder: str) -> PhotoBank:
+    """The photo bank of ``folder`` (loaded once per process); an error if it is empty."""
+    bank = PhotoBank.load(Path(folder))
+    if bank is None:
+        raise FileNotFoundError(f'no textures in {folder}: run depth-ros-render textures first')
+    return bank
+
+
+def _render_chunk(task: tuple[str, str, int, int, int, int, float, Look]) -> int:
     """Render samples [start, start + CHUNK) of a dataset into ``root`` (one process)."""
-    kind, root, seed, start, height, width, max_disparity = task
+    kind, root, seed, start, height, width, max_disparity, look = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, start]))
-    scene, view = _view(rng, CHUNK, height, width, indoor_prob=0.6)
+    scene, view = sample_views(rng, CHUNK, height, width, hfov_deg=look.hfov, content=look.content,
+                               photos=_bank(look.textures) if look.textures else None)
     fx = view['fx']
     if kind == 'stereo':
         share = rng.uniform(0.1, 0.9, CHUNK).astype(np.float32)
-        per_metre = (max_disparity - 1.0) / fx   # baseline per metre of the nearest depth
-
-        def baseline(depth: np.ndarray) -> np.ndarray:
-            nearest = np.nanmin(np.where(np.isfinite(depth), depth, np.inf).reshape(CHUNK, -1), axis=1)
-            return np.minimum(np.clip(share * per_metre * nearest, 0.05, 0.5), 0.99 * per_metre * nearest)
-
+        baseline = nearest_baseline(share, fx, max_disparity)
         out = render_pair(scene, baseline=baseline, **view)
         for i in range(CHUNK):
             np.savez(Path(root) / f'{start + i:06d}.npz', left=_rgb8(out['left'], i), right=_rgb8(out['right'], i),
@@ -80,7 +97,7 @@ def _render_chunk(task: tuple[str, str, int, int, int, int, float]) -> int:
 
 
 def render_dataset(root: str | os.PathLike, kind: str, n: int, size: tuple[int, int], seed: int = 0,
-                   max_disparity: float = 192.0, workers: int = os.cpu_count() or 1) -> Path:
+                   max_disparity: float = 192.0, workers: int = os.cpu_count() or 1, look: Look = Look()) -> Path:
     """Render ``n`` (rounded up to a multiple of 8) samples of ``kind`` ('stereo' | 'mono') at
     ``size`` (H, W) into ``root`` with ``workers`` processes; the same seed gives the same set.
     Samples already on disk are kept, so an interrupted render can be resumed."""
@@ -88,9 +105,10 @@ def render_dataset(root: str | os.PathLike, kind: str, n: int, size: tuple[int, 
         raise ValueError(f"kind must be 'stereo' or 'mono', not {kind!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    meta = {'kind': kind, 'n': CHUNK * math.ceil(n / CHUNK), 'size': list(size), 'seed': seed, 'max_disparity': max_disparity}
+    meta = {'kind': kind, 'n': CHUNK * math.ceil(n / CHUNK), 'size': list(size), 'seed': seed,
+            'max_disparity': max_disparity, **asdict(look)}
     (root / 'dataset.json').write_text(json.dumps(meta, indent=2) + '\n')
-    tasks = [(kind, str(root), seed, s, size[0], size[1], max_disparity) for s in range(0, meta['n'], CHUNK)
+    tasks = [(kind, str(root), seed, s, size[0], size[1], max_disparity, look) for s in range(0, meta['n'], CHUNK)
              if not (root / f'{s + CHUNK - 1:06d}.npz').exists()]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in pool.map(_render_chunk, tasks):

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from depth_ros.synthetic import render_pair, render_view, sample_cameras, sample_scenes
-from depth_ros.synthetic.render import full_windows
+from depth_ros.synthetic import nearest_baseline, render_pair, render_view, sample_views
 from depth_ros.synthetic.scene import Scene
+from depth_ros.synthetic.textures import PhotoBank
 
 from .augment import Photometric
 
@@ -45,10 +45,14 @@ class _SyntheticSource:
 
     def __init__(self, height: int, width: int, device: str | torch.device = 'cpu', seed: int = 0, *,
                  indoor_prob: float = 0.6, hfov_deg: tuple[float, float] = (45.0, 100.0),
-                 photometric: Photometric | None = Photometric()) -> None:
+                 photometric: Photometric | None = Photometric(), photos: PhotoBank | None = None,
+                 content: str = 'basic') -> None:
         self.height, self.width = height, width
         self.device = torch.device(device)
-        self.indoor_prob, self.hfov_deg = indoor_prob, hfov_deg
+        self.indoor_prob, self.hfov_deg, self.content = indoor_prob, hfov_deg, content
+        # the photograph bank lives on the device once (scenes index it)
+        self.photos = None if photos is None else PhotoBank(torch.as_tensor(photos.texels, device=self.device),
+                                                            photos.size, photos.count)
         self.photometric = photometric
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, _TRAIN_STREAM]))
 
@@ -69,13 +73,12 @@ class _SyntheticSource:
                **extra: np.ndarray) -> tuple[Scene, dict[str, torch.Tensor], dict[str, Any]]:
         """Scenes, intrinsics (+ ``extra`` arrays) on the device and the kwargs of the renderer
         (camera at the scene origin, the scene itself is randomly turned; no culling)."""
-        scene = sample_scenes(rng, n, self.indoor_prob)
-        cams = sample_cameras(rng, n, self.height, self.width, self.hfov_deg)
+        scene, view = sample_views(rng, n, self.height, self.width, indoor_prob=self.indoor_prob,
+                                   hfov_deg=self.hfov_deg, photos=self.photos, content=self.content)
+        cams = {k: view[k] for k in ('fx', 'fy', 'cx', 'cy')}
         up = self._upload({**scene.arrays(), **cams, **extra})
-        view = dict(fx=up['fx'], fy=up['fy'], cx=up['cx'], cy=up['cy'],
-                    origin=torch.zeros(n, 3, device=self.device),
-                    rot=torch.eye(3, device=self.device).expand(n, 3, 3).contiguous(),
-                    height=self.height, width=self.width, windows=full_windows(scene, self.height, self.width))
+        view.update({k: up[k] for k in cams}, origin=torch.zeros(n, 3, device=self.device),
+                    rot=torch.eye(3, device=self.device).expand(n, 3, 3).contiguous())
         return replace(scene, **{name: up[name] for name in scene.arrays()}), up, view
 
     def _render(self, rng: np.random.Generator, n: int, photometric: Photometric | None) -> Batch:
@@ -109,14 +112,7 @@ class SyntheticStereo(_SyntheticSource):
 
     def _render(self, rng: np.random.Generator, n: int, photometric: Photometric | None) -> Batch:
         scene, up, view = self._setup(rng, n, share=rng.uniform(*self.reach, n))
-        share = up['share']
-        per_metre = (self.max_disparity - 1.0) / up['fx']   # baseline per metre of the nearest depth
-
-        def baseline(depth: torch.Tensor) -> torch.Tensor:
-            nearest = depth.reshape(n, -1).amin(1)
-            wanted = (share * per_metre * nearest).clamp(*self.baseline)
-            return torch.minimum(wanted, 0.99 * per_metre * nearest)
-
+        baseline = nearest_baseline(up['share'], up['fx'], self.max_disparity, self.baseline)
         out = render_pair(scene, baseline=baseline, **view)
         batch: Batch = {'left': torch.stack(out['left'], 1), 'right': torch.stack(out['right'], 1),
                         'fx': up['fx'], 'baseline': out['baseline']}

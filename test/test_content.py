@@ -1,0 +1,74 @@
+"""Rich synthetic content: thin structures (rods, fences, rings, grids) and objects at real sizes."""
+import numpy as np
+import pytest
+
+from depth_ros.synthetic import StereoCamera, random_scene, render_stereo, render_view, sample_scenes
+from depth_ros.synthetic.content import N_THIN, REAL_SIZES
+from depth_ros.synthetic.sampler import N_BOXES, N_ELLIPSOIDS, N_PLANES
+
+
+def test_basic_content_is_the_default_stream():
+    a, b = sample_scenes(np.random.default_rng(5), 3), sample_scenes(np.random.default_rng(5), 3, content='basic')
+    for key, value in a.arrays().items():
+        np.testing.assert_array_equal(value, b.arrays()[key])
+    with pytest.raises(ValueError, match='content'):
+        sample_scenes(np.random.default_rng(0), 1, content='fancy')
+
+
+def test_rich_scenes_have_thin_structures_and_real_sizes():
+    scene = sample_scenes(np.random.default_rng(1), 40, content='rich')
+    assert scene.n_boxes == N_BOXES + N_THIN and scene.n_slots == N_PLANES + N_BOXES + N_THIN + N_ELLIPSOIDS
+    thin = slice(N_PLANES + N_BOXES, N_PLANES + N_BOXES + N_THIN)
+    used = scene.valid[:, thin]
+    assert 0.5 < used.any(1).mean() < 0.95                       # most scenes hold one structure
+    smallest = np.where(used, scene.size[:, thin].min(-1), np.inf)
+    assert np.nanmin(smallest) < 0.006 and np.median(smallest[used]) < 0.04   # wires and bars
+    longest = np.where(used, scene.size[:, thin].max(-1), 0.0)
+    assert np.mean(longest[used] > 5 * smallest[used]) > 0.8        # elongated (ring segments are short)
+    person = 0.5 * np.array(REAL_SIZES['indoor'][3])
+    boxes = scene.size[:, N_PLANES:N_PLANES + N_BOXES][scene.valid[:, N_PLANES:N_PLANES + N_BOXES]]
+    assert (np.abs(boxes / person - 1.0).max(-1) < 0.101).any()    # someone person-sized stands somewhere
+
+
+def test_rich_scene_renders_exact_thin_geometry():
+    """A thin structure is hit where the ray caster says, and its disparity obeys d = f B / Z."""
+    cam = StereoCamera(160, 120, 125.0, 125.0, 79.5, 59.5, 0.15)
+    for seed in range(12):
+        scene = random_scene(seed, content='rich')
+        if scene.valid[0, N_PLANES + N_BOXES:N_PLANES + N_BOXES + N_THIN].any():
+            break
+    frame = render_stereo(scene, cam)
+    np.testing.assert_allclose(frame['disparity'] * frame['depth'], cam.fx * cam.baseline, rtol=1e-5)
+
+
+def test_rich_content_renders_the_same_on_numpy_and_torch():
+    torch = pytest.importorskip('torch')
+    scene = sample_scenes(np.random.default_rng(3), 2, content='rich')
+    fx, cx, cy = (np.array(v, np.float32) for v in ([70.0, 40.0], [31.5, 30.0], [23.5, 25.0]))
+    origin, rot = np.zeros((2, 3), np.float32), np.tile(np.eye(3, dtype=np.float32), (2, 1, 1))
+    depth_np, _ = render_view(scene, fx, fx, cx, cy, origin, rot, 48, 64)
+    as_t = torch.as_tensor
+    depth_t, _ = render_view(scene.map(as_t), *map(as_t, (fx, fx, cx, cy, origin, rot)), 48, 64)
+    np.testing.assert_allclose(depth_t.numpy(), depth_np, rtol=1e-5)
+
+
+def test_specular_highlights_are_bright_and_view_dependent():
+    """A glossy sphere gets a highlight, and it does not move with the surface between the views
+    (the right image warped by the exact disparity no longer matches there), unlike the matte one."""
+    from depth_ros.synthetic import make_scene, plane, sphere, warp_right_to_left
+    from depth_ros.synthetic.scene import TEX_SHININESS, TEX_SPECULAR, sample_textures
+
+    cam = StereoCamera(160, 120, 125.0, 125.0, 79.5, 59.5, 0.3)
+    tex = sample_textures(np.random.default_rng(0), (2,), scale=(1.0, 2.0), contrast=(0.05, 0.1))
+    tex[1, :6] = (0.4, 0.35, 0.3, 0.45, 0.4, 0.35)     # a dull sphere
+    errors, peaks = [], []
+    for strength in (0.0, 0.7):
+        tex[1, TEX_SPECULAR], tex[1, TEX_SHININESS] = strength, 40.0
+        scene = make_scene([plane((0, 0, 6.0), (0, 0, -1), tex[0]), sphere((0, 0, 2.0), 0.6, tex[1])],
+                           light=(0.2, -0.3, -1.0))
+        frame = render_stereo(scene, cam)
+        rec, inside = warp_right_to_left(frame['right'], frame['disparity'])
+        on_sphere = inside & (frame['depth'] < 3.0) & ~frame['occlusion']
+        errors.append(np.abs(rec - frame['left']).mean(-1)[on_sphere].mean())
+        peaks.append(int(frame['left'][on_sphere].max()))
+    assert peaks[1] > peaks[0] + 40 and errors[1] > 1.5 * errors[0], (peaks, errors)

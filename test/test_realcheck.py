@@ -1,0 +1,81 @@
+"""Real-camera check (OpenCV's stereo calibration sample): calibration, exact board disparity, scoring.
+
+The sample comes from Debian's opencv-doc (.ci/run installs it). In CI a missing sample fails
+the tests; elsewhere they are skipped.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from depth_ros.inference import StereoEstimator
+from depth_ros.synthetic import warp_right_to_left
+from depth_ros.training import realcheck
+
+PAIRS = ['left01', 'left05']
+
+
+@pytest.fixture(scope='module')
+def check():
+    try:
+        return realcheck.load_check(names=PAIRS)
+    except FileNotFoundError as e:
+        if os.environ.get('CI'):
+            pytest.fail(f'real-camera check data missing in CI: {e}')
+        pytest.skip(str(e))
+
+
+def test_rig_is_calibrated_and_rectified(check):
+    rig, samples = check
+    assert [s['name'] for s in samples] == PAIRS
+    assert rig.rms < 0.8 and 400 < rig.fx < 700 and 2.5 < rig.baseline < 4.5
+    for s in samples:
+        assert s['dy'] < 0.5              # rows agree after rectification
+        assert s['fit_rms'] < 0.6         # the corners lie on a plane in disparity space
+        board = s['board']
+        assert 0.1 < board.mean() < 0.9
+        assert np.isfinite(s['disparity'][board]).all() and np.isnan(s['disparity'][~board]).all()
+        assert 90 < np.nanmin(s['disparity']) and np.nanmax(s['disparity']) < 220
+
+
+def test_board_disparity_explains_the_real_images(check):
+    """Warping the real right image by the ground truth matches the left image on the board better
+    than the ground truth moved by half a pixel or more (the two cameras' exposures differ, so the
+    error is not zero)."""
+    _, samples = check
+    offsets = (-1.0, -0.5, 0.0, 0.5, 1.0, 3.0)
+    for s in samples:
+        errors = []
+        for offset in offsets:
+            warped, inside = warp_right_to_left(s['right'][..., 0].astype(np.float32), s['disparity'] + offset)
+            errors.append(np.abs(warped - s['left'][..., 0])[s['board'] & inside].mean())
+        assert int(np.argmin(errors)) == offsets.index(0.0) and errors[-1] > 1.5 * errors[2], errors
+
+
+def test_scores_sgbm_and_a_trivial_matcher(check):
+    _, samples = check
+    sgbm, preds = realcheck.score_stereo(StereoEstimator('opencv_sgbm', sgbm={'disparity_range': 256}), samples[:1])
+    assert preds[0].shape == samples[0]['disparity'].shape
+    assert 0.2 < sgbm['density'] <= 1.0 and sgbm['bad3'] < 0.8 and sgbm['photo_l1'] < 0.1
+
+    class Constant:                       # disparity 50 px everywhere: wrong on the whole board
+        def __call__(self, left, right):
+            return np.full(left.shape[:2], 50.0, np.float32)
+
+    const, _ = realcheck.score_stereo(Constant(), samples[:1])
+    assert const['bad3'] == 1.0 and const['density'] == 1.0 and const['photo_l1'] > sgbm['photo_l1']
+
+
+def test_full_check_reports_every_shipped_model(check):
+    rig, samples = check
+    result = realcheck.run_check(samples[:1])
+    assert {'opencv_sgbm', 'opencv_bm', 'anynet_spn8 s4', 'anynet_spn8 s4 @0.5'} <= set(result['stereo'])
+    for metrics in result['stereo'].values():
+        assert 0.0 <= metrics['bad3'] <= metrics['bad1'] <= 1.0
+    for metrics in result['mono'].values():
+        assert 0.0 < metrics['const_absrel'] < 0.5 and 0.0 < metrics['rows_ssi_absrel'] < 0.5
+    entries = realcheck.card_entries(result, samples[:1], rig)
+    assert set(entries) == {c.split(' ')[0] for c in result['stereo'] if not c.startswith('opencv')} | set(result['mono'])
+    assert entries['anynet_spn8']['metrics'] == result['stereo']['anynet_spn8 s4']
+    assert set(entries['anynet_spn8']['stages']) == {'1', '2', '3', '4'}
+    assert '| opencv_sgbm |' in realcheck.markdown(result, 1)

@@ -1,0 +1,334 @@
+"""Real-camera check: OpenCV's stereo calibration sample with exact disparity over the chessboard.
+
+Debian's ``opencv-doc`` ships a real grayscale stereo rig's calibration shots (``left01.jpg`` ..
+``right14.jpg``, 640x480, a 9x6 inner-corner chessboard; no pair 10). The rig is calibrated from
+all of them (OpenCV; the square size is unknown, so lengths are in squares, which disparity does
+not need), every pair is rectified, and the board's corners are mapped into both rectified views.
+The board is a plane, so its disparity is affine in the left image, d = a*x + b*y + c, fitted to
+the corner disparities (residual ~0.1-0.5 px, reported per pair as ``fit_rms``) and dense over the
+board (its 10x7 squares; 2 px eroded). Real lenses, noise and JPEG; disparities 100-205 px.
+
+Scores (board region; a pixel without a prediction counts as bad):
+
+- stereo: EPE, bad-1/2/3 and density, plus the left-right photometric error on the whole image
+  (mean |left - right warped by the prediction|, grey levels / 255, over predicted pixels whose
+  match lies inside the right image; ``photo_density`` = their share of the image);
+- mono: AbsRel after median scaling (vs a constant map, ``const_absrel``) and the MiDaS
+  scale-and-shift-invariant AbsRel of disparity (inverse depth fitted to the ground truth's by
+  least squares; vs the "lower rows are nearer" prior, disparity = row, ``rows_ssi_absrel``).
+
+    depth-ros-realcheck --figure models/eval/real_check.jpg --markdown --update-card
+
+It is small and narrow (one board, one rig): a real-world check beside the synthetic split, not
+a target to tune to. It is NOT OpenCV's aloe pair nor scikit-image's stereo data (reserved).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from depth_ros.inference import DepthEstimator, StereoEstimator
+from depth_ros.metrics import MetricAccumulator, align, depth_metrics, stereo_metrics
+from depth_ros.model_card import shipped_cards
+from depth_ros.synthetic import warp_right_to_left
+
+DATA_DIR = Path(os.environ.get('DEPTH_ROS_CALIB_DATA', '/usr/share/doc/opencv-doc/examples/data'))
+PATTERN = (9, 6)            # inner corners of the chessboard
+CARD_KEY = 'opencv_calib_board'
+OPENCV_RANGE = 256          # SGBM / BM disparities searched here (the board reaches ~205 px)
+_SUBPIX = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
+Sample = dict[str, Any]
+
+
+@dataclass
+class Rig:
+    """Calibrated and rectified stereo rig (OpenCV conventions); lengths in chessboard squares."""
+
+    K1: np.ndarray
+    d1: np.ndarray
+    K2: np.ndarray
+    d2: np.ndarray
+    R1: np.ndarray
+    R2: np.ndarray
+    P1: np.ndarray
+    P2: np.ndarray
+    size: tuple[int, int]   # (w, h) px
+    rms: float              # stereo reprojection error, px
+
+    @property
+    def fx(self) -> float:
+        """Rectified focal length, px."""
+        return float(self.P1[0, 0])
+
+    @property
+    def baseline(self) -> float:
+        """Baseline, squares."""
+        return float(-self.P2[0, 3] / self.P2[0, 0])
+
+
+def find_pairs(root: Path = DATA_DIR) -> list[tuple[Path, Path]]:
+    """(left, right) image paths of the sample, in order; raises FileNotFoundError if absent."""
+    lefts = sorted(p for p in Path(root).glob('left*.jpg') if re.fullmatch(r'left\d\d\.jpg', p.name))
+    pairs = [(p, p.with_name(p.name.replace('left', 'right'))) for p in lefts]
+    pairs = [(a, b) for a, b in pairs if b.is_file()]
+    if not pairs:
+        raise FileNotFoundError(f'no left??.jpg / right??.jpg in {root}: apt-get install opencv-doc '
+                                '(or set DEPTH_ROS_CALIB_DATA)')
+    return pairs
+
+
+def _corners(image: np.ndarray) -> np.ndarray | None:
+    """Sub-pixel chessboard corners (54, 1, 2) float32, or None when the board is not found."""
+    found, corners = cv2.findChessboardCorners(image, PATTERN)
+    return cv2.cornerSubPix(image, corners, (11, 11), (-1, -1), _SUBPIX) if found else None
+
+
+def calibrate(pairs: Sequence[tuple[Path, Path]]) -> tuple[Rig, list[tuple[Path, Path, np.ndarray, np.ndarray]]]:
+    """Calibrate and rectify the rig from the pairs whose board both views find.
+
+    Returns the rig and, per usable pair, (left path, right path, left corners, right corners)
+    in the raw images."""
+    board = np.zeros((PATTERN[0] * PATTERN[1], 3), np.float32)
+    board[:, :2] = np.mgrid[0:PATTERN[0], 0:PATTERN[1]].T.reshape(-1, 2)
+    found = []
+    for left, right in pairs:
+        a, b = cv2.imread(str(left), cv2.IMREAD_GRAYSCALE), cv2.imread(str(right), cv2.IMREAD_GRAYSCALE)
+        ca, cb = _corners(a), _corners(b)
+        if ca is not None and cb is not None:
+            found.append((left, right, ca, cb))
+    if len(found) < 3:
+        raise RuntimeError(f'the chessboard was found in only {len(found)} pairs: cannot calibrate')
+    size = a.shape[::-1]
+    objects = [board] * len(found)
+    _, K1, d1, _, _ = cv2.calibrateCamera(objects, [f[2] for f in found], size, None, None)
+    _, K2, d2, _, _ = cv2.calibrateCamera(objects, [f[3] for f in found], size, None, None)
+    rms, K1, d1, K2, d2, rot, t, _, _ = cv2.stereoCalibrate(objects, [f[2] for f in found], [f[3] for f in found],
+                                                            K1, d1, K2, d2, size, flags=cv2.CALIB_FIX_INTRINSIC)
+    R1, R2, P1, P2, _, _, _ = cv2.stereoRectify(K1, d1, K2, d2, size, rot, t, alpha=0)
+    return Rig(K1, d1, K2, d2, R1, R2, P1, P2, size, float(rms)), found
+
+
+def board_mask(corners: np.ndarray, shape: tuple[int, int], erode: int = 2) -> np.ndarray:
+    """(H, W) bool: the board's squares (one square beyond the inner corners), from rectified corners (54, 2)."""
+    grid = np.mgrid[0:PATTERN[0], 0:PATTERN[1]].T.reshape(-1, 2).astype(np.float32)
+    homography, _ = cv2.findHomography(grid, corners.astype(np.float32))
+    outline = np.float32([[-1, -1], [PATTERN[0], -1], [PATTERN[0], PATTERN[1]], [-1, PATTERN[1]]])
+    polygon = cv2.perspectiveTransform(outline[None], homography)[0]
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+    if erode:
+        mask = cv2.erode(mask, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
+    return mask.astype(bool)
+
+
+def load_check(root: Path = DATA_DIR, names: Sequence[str] | None = None) -> tuple[Rig, list[Sample]]:
+    """The rig (calibrated on every pair) and the rectified samples (``names`` e.g. ['left01']: a subset).
+
+    Sample keys: 'left', 'right' (H, W, 3) uint8 RGB (grey replicated), 'disparity' (H, W) float32 px,
+    NaN off the board; 'depth' (squares, NaN off the board); 'board' (H, W) bool; 'fx' (px);
+    'baseline' (squares); 'fit_rms' (px, the plane fit's residual at the corners); 'dy' (px, mean
+    vertical offset of the corners after rectification); 'name'.
+    """
+    rig, found = calibrate(find_pairs(root))
+    maps = [cv2.initUndistortRectifyMap(K, d, R, P, rig.size, cv2.CV_32FC1)
+            for K, d, R, P in ((rig.K1, rig.d1, rig.R1, rig.P1), (rig.K2, rig.d2, rig.R2, rig.P2))]
+    samples = []
+    for left, right, cl, cr in found:
+        if names is not None and left.stem not in names:
+            continue
+        pl = cv2.undistortPoints(cl, rig.K1, rig.d1, R=rig.R1, P=rig.P1).reshape(-1, 2)
+        pr = cv2.undistortPoints(cr, rig.K2, rig.d2, R=rig.R2, P=rig.P2).reshape(-1, 2)
+        design = np.c_[pl, np.ones(len(pl))]
+        plane, *_ = np.linalg.lstsq(design, pl[:, 0] - pr[:, 0], rcond=None)
+        fit_rms = float(np.sqrt(np.mean((design @ plane - (pl[:, 0] - pr[:, 0])) ** 2)))
+        views = [cv2.remap(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), mx, my, cv2.INTER_LINEAR)
+                 for p, (mx, my) in zip((left, right), maps)]
+        h, w = views[0].shape
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+        board = board_mask(pl, (h, w))
+        disparity = np.where(board, plane[0] * xs + plane[1] * ys + plane[2], np.nan).astype(np.float32)
+        samples.append({'name': left.stem, 'left': cv2.cvtColor(views[0], cv2.COLOR_GRAY2RGB),
+                        'right': cv2.cvtColor(views[1], cv2.COLOR_GRAY2RGB), 'disparity': disparity,
+                        'depth': (rig.fx * rig.baseline / disparity).astype(np.float32), 'board': board,
+                        'fx': rig.fx, 'baseline': rig.baseline, 'fit_rms': fit_rms,
+                        'dy': float(np.mean(np.abs(pl[:, 1] - pr[:, 1])))})
+    return rig, samples
+
+
+# ---------------------------------------------------------------------------------------- scoring
+def photometric(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> dict[str, float]:
+    """Left-right consistency of a disparity map on the whole image: 'photo_l1' (grey / 255) and
+    'photo_density' (share of the image with a prediction whose match is inside the right view)."""
+    grey_l = left[..., 0].astype(np.float32) / 255.0
+    warped, inside = warp_right_to_left(right[..., 0].astype(np.float32) / 255.0, disparity)
+    with np.errstate(invalid='ignore'):
+        used = inside & np.isfinite(disparity) & (disparity > 0)
+    l1 = float(np.abs(grey_l - warped)[used].mean()) if used.any() else float('nan')
+    return {'photo_l1': l1, 'photo_density': float(used.mean())}
+
+
+def score_stereo(estimator: StereoEstimator, samples: list[Sample]) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Mean board metrics (EPE, bad-N, density) and photometric consistency, and the predictions."""
+    acc, preds = MetricAccumulator(), []
+    for s in samples:
+        pred = estimator(s['left'], s['right'])
+        preds.append(pred)
+        m = stereo_metrics(pred, s['disparity'])
+        board = {k: m[k] for k in ('density', 'epe', 'bad1', 'bad2', 'bad3')}
+        acc.update(board | photometric(s['left'], s['right'], pred))
+    return acc.mean(), preds
+
+
+def score_mono(estimator: DepthEstimator, samples: list[Sample]) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Mean board metrics of a mono network next to its two trivial baselines (see the module doc)."""
+    acc, preds = MetricAccumulator(), []
+    for s in samples:
+        pred = estimator(s['left'], fx=s['fx'])
+        preds.append(pred)
+        gt_depth, gt_disp = s['depth'], s['disparity']
+        with np.errstate(divide='ignore', invalid='ignore'):
+            inverse = np.where(pred > 0, 1.0 / pred, np.nan)
+        rows = np.broadcast_to(np.arange(1, pred.shape[0] + 1, dtype=np.float64)[:, None], pred.shape)
+        acc.update({
+            'absrel_median': depth_metrics(pred, gt_depth, align_mode='median')['absrel'],
+            'const_absrel': depth_metrics(np.ones_like(gt_depth), gt_depth, align_mode='median')['absrel'],
+            'ssi_absrel': depth_metrics(inverse, gt_disp, align_mode='lsq_shift')['absrel'],
+            'rows_ssi_absrel': depth_metrics(rows, gt_disp, align_mode='lsq_shift')['absrel'],
+            'density': float(np.isfinite(pred)[s['board']].mean()),
+        })
+    return acc.mean(), preds
+
+
+# ---------------------------------------------------------------------------------------- report
+def stereo_configs() -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, model, StereoEstimator kwargs): OpenCV (disparity range OPENCV_RANGE), and every shipped
+    stereo network at every stage count, at full size (input_scale 1) and half size (0.5)."""
+    configs = [(m, m, {'sgbm': {'disparity_range': OPENCV_RANGE}}) for m in ('opencv_sgbm', 'opencv_bm')]
+    for card in shipped_cards('stereo'):
+        for scale in (1.0, 0.5):
+            for stages in card.stages:
+                configs.append((f'{card.name} s{stages}' + ('' if scale == 1.0 else f' @{scale:g}'),
+                                card.name, {'stages': stages, 'input_scale': scale}))
+    return configs
+
+
+def run_check(samples: list[Sample], mono: bool = True) -> dict[str, Any]:
+    """Scores of every configuration: {'stereo': {label: metrics}, 'mono': {name: metrics},
+    'predictions': {label: [maps]}, 'models': {label: (model, kwargs)}}."""
+    result: dict[str, Any] = {'stereo': {}, 'mono': {}, 'predictions': {}, 'models': {}}
+    for label, model, kwargs in stereo_configs():
+        result['stereo'][label], result['predictions'][label] = score_stereo(StereoEstimator(model, **kwargs), samples)
+        result['models'][label] = (model, kwargs)
+    if mono:
+        for card in shipped_cards('mono'):
+            result['mono'][card.name], result['predictions'][card.name] = score_mono(DepthEstimator(card.name), samples)
+            result['models'][card.name] = (card.name, {})
+    return result
+
+
+def markdown(result: dict[str, Any], n: int) -> str:
+    """The stereo and mono tables (GitHub markdown)."""
+    lines = [f'Stereo, {n} rectified pairs, board region (holes count as bad); '
+             'photometric error on the whole image:', '',
+             '| method | bad-1 % | bad-3 % | EPE px | density % | photo L1 | photo density % |',
+             '|---|---:|---:|---:|---:|---:|---:|']
+    for label, m in result['stereo'].items():
+        lines.append(f"| {label} | {100 * m['bad1']:.1f} | {100 * m['bad3']:.1f} | {m['epe']:.2f} | "
+                     f"{100 * m['density']:.1f} | {m['photo_l1']:.3f} | {100 * m['photo_density']:.1f} |")
+    if result['mono']:
+        lines += ['', 'Mono, board region: AbsRel after median scaling (constant map as baseline) and '
+                  'scale-and-shift-invariant disparity AbsRel ("lower rows are nearer" prior as baseline):', '',
+                  '| model | AbsRel median-scaled | constant map | SSI disparity AbsRel | rows prior |',
+                  '|---|---:|---:|---:|---:|']
+        for name, m in result['mono'].items():
+            lines.append(f"| {name} | {m['absrel_median']:.3f} | {m['const_absrel']:.3f} | "
+                         f"{m['ssi_absrel']:.3f} | {m['rows_ssi_absrel']:.3f} |")
+    return '\n'.join(lines)
+
+
+def figure(samples: list[Sample], result: dict[str, Any], labels: Sequence[str], count: int = 2) -> np.ndarray:
+    """Rows of (left with the board outlined, ground truth, each labelled prediction) as disparity
+    colour maps on the ground truth's range; mono rows show the prediction's scale-and-shift-aligned disparity."""
+    from depth_ros.viz import colorize_depth, tile
+
+    panels = []
+    for i, s in enumerate(samples[:count]):
+        lo, hi = float(np.nanmin(s['disparity'])) - 10.0, float(np.nanmax(s['disparity'])) + 10.0
+        left = s['left'].copy()
+        contours, _ = cv2.findContours(s['board'].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(left, contours, -1, (255, 80, 0), 2)
+        panels += [(f"{s['name']} (rectified, board)", left),
+                   ('ground truth disparity', colorize_depth(s['disparity'], lo, hi))]
+        for label in labels:
+            pred = result['predictions'][label][i]
+            if label in result['mono']:
+                with np.errstate(divide='ignore', invalid='ignore'):
+                    pred = align(1.0 / pred, s['disparity'], mode='lsq_shift')
+            panels.append((label, colorize_depth(pred, lo, hi)))
+    return tile(panels, columns=2 + len(labels), cell=(256, 192),
+                title='real-camera check (OpenCV stereo sample): disparity, px')
+
+
+def card_entries(result: dict[str, Any], samples: list[Sample], rig: Rig) -> dict[str, dict[str, Any]]:
+    """Card metrics per shipped model under CARD_KEY: its default configuration (most stages, full size)
+    with per-stage and half-size figures, SGBM's and (mono) the trivial baselines beside them."""
+    about = {'n': len(samples), 'rig': {'fx': rig.fx, 'baseline_squares': rig.baseline, 'rms': rig.rms},
+             'gt_fit_rms': float(np.mean([s['fit_rms'] for s in samples]))}
+    entries: dict[str, dict[str, Any]] = {}
+    for label, (model, kwargs) in result['models'].items():
+        if model.startswith('opencv_'):
+            continue
+        entry = entries.setdefault(model, dict(about))
+        if model in result['mono']:
+            entry['metrics'] = result['mono'][model]
+            continue
+        scale = kwargs['input_scale']
+        stages = entry.setdefault('stages' if scale == 1.0 else f'stages@{scale:g}', {})
+        stages[str(kwargs['stages'])] = result['stereo'][label]
+        entry['metrics'] = stages[max(stages, key=int)] if scale == 1.0 else entry.get('metrics')
+        entry['opencv_sgbm'] = result['stereo']['opencv_sgbm']
+    return entries
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``depth-ros-realcheck``: score every shipped model and OpenCV on the real-camera check."""
+    p = argparse.ArgumentParser(prog='depth-ros-realcheck', description=__doc__.splitlines()[0])
+    p.add_argument('--data', type=Path, default=DATA_DIR, help='folder with left01.jpg ... (opencv-doc)')
+    p.add_argument('--pairs', nargs='*', help='score only these pairs (e.g. left01 left05)')
+    p.add_argument('--no-mono', action='store_true', help='stereo only')
+    p.add_argument('--figure', type=Path, help='write the figure here (e.g. models/eval/real_check.jpg)')
+    p.add_argument('--out', type=Path, help='write the scores as JSON here')
+    p.add_argument('--update-card', action='store_true',
+                   help=f"store the scores in each shipped model's card ({CARD_KEY})")
+    args = p.parse_args(argv)
+    rig, samples = load_check(args.data, args.pairs)
+    print(f'rig: fx {rig.fx:.1f} px, baseline {rig.baseline:.3f} squares, stereo rms {rig.rms:.3f} px; '
+          f'{len(samples)} pairs, plane fit rms {np.mean([s["fit_rms"] for s in samples]):.3f} px, '
+          f'rectified vertical offset {np.mean([s["dy"] for s in samples]):.3f} px')
+    result = run_check(samples, mono=not args.no_mono)
+    print(markdown(result, len(samples)))
+    if args.figure:
+        from depth_ros.viz import write_image
+        best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb), default=None)]
+        labels = ['opencv_sgbm'] + [lb for lb in best if lb] + list(result['mono'])[:1]
+        write_image(args.figure, figure(samples, result, labels))
+    entries = card_entries(result, samples, rig)
+    if args.out:
+        scores = {'stereo': result['stereo'], 'mono': result['mono'], 'cards': entries}
+        args.out.write_text(json.dumps(scores, indent=2) + '\n')
+    if args.update_card:
+        from .cli.evaluate import update_card
+        for model, entry in entries.items():
+            print(f'updated {update_card(model, CARD_KEY, entry)}')
+
+
+if __name__ == '__main__':
+    main()
