@@ -42,7 +42,8 @@ def test_photo_textures_and_narrow_lenses(tmp_path):
     fields of view give every sample a long focal length within the range."""
     import cv2
 
-    from depth_ros.training.data.rendered import Look, main
+    from depth_ros.training.cli.render import main
+    from depth_ros.training.data.rendered import Look
 
     src = tmp_path / 'photos'
     src.mkdir()
