@@ -100,7 +100,8 @@ def splat(points: np.ndarray, colors: np.ndarray, view: np.ndarray, k: np.ndarra
     return image
 
 
-def draw_path(image: np.ndarray, poses: np.ndarray, view: np.ndarray, k: np.ndarray, color: tuple[int, int, int]) -> None:
+def draw_path(image: np.ndarray, poses: np.ndarray, view: np.ndarray, k: np.ndarray,
+              color: tuple[int, int, int]) -> None:
     """Draw camera positions of ``poses`` as a polyline into ``image`` (RGB, in place)."""
     cam = (poses[:, :3, 3] - view[:3, 3]) @ view[:3, :3]
     uv = np.stack([k[0, 0] * cam[:, 0] / cam[:, 2] + k[0, 2], k[1, 1] * cam[:, 1] / cam[:, 2] + k[1, 2]], 1)
@@ -109,10 +110,10 @@ def draw_path(image: np.ndarray, poses: np.ndarray, view: np.ndarray, k: np.ndar
 
 def map_figure(seq: slam_eval.Sequence, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path,
                size: tuple[int, int] = (640, 480)) -> None:
-    """One oblique view (from 2.5 m above the start) per (title, points, colours, poses) map,
+    """One oblique view (from 2.5 m above and 1.2 m behind the start) per (title, points, colours, poses) map,
     the estimated path in red and the true one in green, side by side as a JPEG."""
     start = seq.poses[0, :3, 3]
-    view = look_at(start + np.array([0.0, -2.5, -0.5]), start + np.array([0.0, 0.8, 3.0]))
+    view = look_at(start + np.array([0.0, -2.5, -1.2]), start + np.array([0.0, 0.8, 3.0]))
     f = 0.7 * size[0]
     k = np.array([[f, 0, (size[0] - 1) / 2], [0, f, (size[1] - 1) / 2], [0, 0, 1]])
     tiles = []

@@ -113,14 +113,14 @@ def estimate_depth(seq: Sequence, method: str) -> DepthRun:
     from .inference import DepthEstimator, StereoEstimator
 
     c, kind = seq.camera, method_kind(method)
-    if kind == 'stereo':
-        stereo = StereoEstimator(method)
-        estimate = lambda i: geometry.disparity_to_depth(stereo(seq.left[i], seq.right[i]), c.fx, c.baseline)  # noqa: E731
-    elif kind == 'mono':
-        mono = DepthEstimator(method)
-        estimate = lambda i: mono(seq.left[i], fx=c.fx)  # noqa: E731
-    else:
-        estimate = seq.depth.__getitem__
+    stereo = StereoEstimator(method) if kind == 'stereo' else None
+    mono = DepthEstimator(method) if kind == 'mono' else None
+
+    def estimate(i: int) -> np.ndarray:
+        if stereo is not None:
+            return geometry.disparity_to_depth(stereo(seq.left[i], seq.right[i]), c.fx, c.baseline)
+        return mono(seq.left[i], fx=c.fx) if mono is not None else seq.depth[i]
+
     depth, start = [], time.perf_counter()
     for i in range(len(seq.left)):
         depth.append(geometry.clip_depth(estimate(i), MIN_DEPTH, MAX_DEPTH))
@@ -197,7 +197,7 @@ def fuse_tsdf(seq: Sequence, depth: list[np.ndarray], poses: np.ndarray, voxel: 
 
     grid = o3d.t.geometry.VoxelBlockGrid(
         attr_names=('tsdf', 'weight', 'color'), attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
-        attr_channels=(1, 1, 3), voxel_size=voxel, block_resolution=16, block_count=1000)  # the hash map grows as needed
+        attr_channels=(1, 1, 3), voxel_size=voxel, block_resolution=16, block_count=1000)  # grows as needed
     k = o3c.Tensor(seq.k, o3c.float64)
     fused = 0
     for rgb, d, pose in zip(seq.left, depth, poses):
