@@ -34,7 +34,7 @@ def abs_rel(depth: list[np.ndarray], truth: list[np.ndarray]) -> float:
     return float(np.mean(np.abs(d[both] - t[both]) / t[both]))
 
 
-def evaluate(seq: slam_eval.Sequence, method: str, jacobian: str) -> dict:
+def evaluate(seq: slam_eval.Walk, method: str, jacobian: str) -> dict:
     """Depth, odometry and errors of one method: a dict of the table's numbers plus the run,
     the poses and per-frame position errors (m, unaligned: both start at the true first pose)."""
     run = slam_eval.estimate_depth(seq, method)
@@ -48,7 +48,7 @@ def evaluate(seq: slam_eval.Sequence, method: str, jacobian: str) -> dict:
             'drift': np.linalg.norm(poses[:, :3, 3] - seq.poses[:, :3, 3], axis=1)}
 
 
-def table(results: list[dict], seq: slam_eval.Sequence, jacobian: str) -> str:
+def table(results: list[dict], seq: slam_eval.Walk, jacobian: str) -> str:
     """The markdown table of the results (with the placeholder row for adapted mono depth when the
     mono default is among them)."""
     c = seq.camera
@@ -111,7 +111,7 @@ def draw_path(image: np.ndarray, poses: np.ndarray, view: np.ndarray, k: np.ndar
     cv2.polylines(image, [np.rint(uv).astype(np.int32)], False, color, 2, cv2.LINE_AA)
 
 
-def map_figure(seq: slam_eval.Sequence, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path,
+def map_figure(seq: slam_eval.Walk, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path,
                size: tuple[int, int] = (640, 480)) -> None:
     """One oblique view (from 2.5 m above and 1.2 m behind the start) per (title, points, colours, poses) map,
     the estimated path in red and the true one in green, side by side as a JPEG."""
@@ -130,7 +130,7 @@ def map_figure(seq: slam_eval.Sequence, panels: list[tuple[str, np.ndarray, np.n
     cv2.imwrite(str(path), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
-def trajectory_figure(seq: slam_eval.Sequence, results: list[dict], path: Path) -> None:
+def trajectory_figure(seq: slam_eval.Walk, results: list[dict], path: Path) -> None:
     """Top view (x right, z forwards) of the true and estimated camera paths, and each method's
     position error per frame (unaligned: every path starts at the true first pose)."""
     import matplotlib

@@ -36,7 +36,7 @@ WALK_M, PAN_RAD = 1.8, 0.35         # forward distance, pan amplitude of ``walk_
 
 
 @dataclass
-class Sequence:
+class Walk:
     """A rendered stereo walk: N frames of (H, W, 3) uint8 RGB left/right, (H, W) float32 ground
     truth depth (m, NaN where nothing is hit), poses (N, 4, 4) world-from-left-camera and the
     rectified camera (intrinsics px, baseline m)."""
@@ -77,7 +77,7 @@ def walk_poses(frames: int, walk: float = WALK_M, pan: float = PAN_RAD) -> np.nd
 
 
 def render_walk(frames: int = 60, size: tuple[int, int] = (320, 240), seed: int = SEED,
-                walk: float = WALK_M, pan: float = PAN_RAD) -> Sequence:
+                walk: float = WALK_M, pan: float = PAN_RAD) -> Walk:
     """Render the walk (``walk_poses``) through ``random_scene(seed)``; ``size`` (W, H) px with the
     synthetic camera's 500 px focal length at 640 px width scaled to it, 0.12 m baseline."""
     width, height = size
@@ -92,7 +92,7 @@ def render_walk(frames: int = 60, size: tuple[int, int] = (320, 240), seed: int 
         left.append(out['left'])
         right.append(out['right'])
         depth.append(out['depth'])
-    return Sequence(left, right, depth, poses, camera)
+    return Walk(left, right, depth, poses, camera)
 
 
 def method_kind(method: str) -> str:
@@ -105,7 +105,7 @@ def method_kind(method: str) -> str:
     return load_card(find_card(method)).kind
 
 
-def estimate_depth(seq: Sequence, method: str) -> DepthRun:
+def estimate_depth(seq: Walk, method: str) -> DepthRun:
     """Depth of every left frame by ``method``: 'ground_truth', a stereo method (OpenCV or a
     stereo network: ``StereoEstimator``, disparity -> depth) or a mono network
     (``DepthEstimator`` given the camera's fx, as the mono node makes its depth metric); clipped
@@ -134,7 +134,7 @@ def _rgbd(o3d, rgb: np.ndarray, depth: np.ndarray, grey: bool):
         depth_scale=1.0, depth_trunc=MAX_DEPTH, convert_rgb_to_intensity=grey)
 
 
-def _intrinsic(o3d, seq: Sequence):
+def _intrinsic(o3d, seq: Walk):
     """Open3D's pinhole intrinsics of the left camera."""
     c = seq.camera
     return o3d.camera.PinholeCameraIntrinsic(c.width, c.height, c.fx, c.fy, c.cx, c.cy)
@@ -146,7 +146,7 @@ def step_size(motion: np.ndarray) -> tuple[float, float]:
     return float(np.linalg.norm(motion[:3, 3])), float(np.degrees(np.arccos(cos)))
 
 
-def rgbd_odometry(seq: Sequence, depth: list[np.ndarray], jacobian: str = 'color', depth_diff_max: float = 0.2,
+def rgbd_odometry(seq: Walk, depth: list[np.ndarray], jacobian: str = 'color', depth_diff_max: float = 0.2,
                   max_step: tuple[float, float] = (0.25, 15.0)) -> tuple[np.ndarray, int]:
     """Frame-to-frame RGB-D odometry (Open3D, 3-level pyramid) on the left images and ``depth``;
     the first pose is the ground truth's.
@@ -185,7 +185,7 @@ def rgbd_odometry(seq: Sequence, depth: list[np.ndarray], jacobian: str = 'color
     return np.stack(poses), lost
 
 
-def fuse_tsdf(seq: Sequence, depth: list[np.ndarray], poses: np.ndarray, voxel: float = 0.03,
+def fuse_tsdf(seq: Walk, depth: list[np.ndarray], poses: np.ndarray, voxel: float = 0.03,
               max_depth: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
     """Integrate the frames into a TSDF (Open3D's VoxelBlockGrid, ``voxel`` m, 16^3-voxel blocks,
     truncation 8 voxels;

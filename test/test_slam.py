@@ -12,7 +12,7 @@ WALK = dict(frames=12, size=(320, 240), walk=0.5, pan=0.1)   # 4.5 cm and up to 
 
 
 @pytest.fixture(scope='module')
-def walk() -> slam_eval.Sequence:
+def walk() -> slam_eval.Walk:
     require('open3d')
     require('evo')
     return slam_eval.render_walk(**WALK)
@@ -35,7 +35,7 @@ def test_trajectory_errors_align_and_scale() -> None:
     assert slam_eval.trajectory_errors(drift, truth).rpe_trans == pytest.approx(0.01, rel=1e-6)
 
 
-def test_ground_truth_depth_tracks_the_walk(walk: slam_eval.Sequence) -> None:
+def test_ground_truth_depth_tracks_the_walk(walk: slam_eval.Walk) -> None:
     """Exact depth: the pose conventions (synthetic engine, Open3D, evo) agree to millimetres."""
     run = slam_eval.estimate_depth(walk, slam_eval.GROUND_TRUTH)
     poses, lost = slam_eval.rgbd_odometry(walk, run.depth)
@@ -45,7 +45,7 @@ def test_ground_truth_depth_tracks_the_walk(walk: slam_eval.Sequence) -> None:
     np.testing.assert_allclose(poses[0], walk.poses[0])
 
 
-def test_sgbm_depth_tracks_the_walk(walk: slam_eval.Sequence) -> None:
+def test_sgbm_depth_tracks_the_walk(walk: slam_eval.Walk) -> None:
     """The SGBM depth the stereo node publishes (disparity -> depth, clipped) keeps VO within 5 cm
     over the 0.5 m walk."""
     run = slam_eval.estimate_depth(walk, 'opencv_sgbm')
@@ -55,7 +55,7 @@ def test_sgbm_depth_tracks_the_walk(walk: slam_eval.Sequence) -> None:
     assert lost == 0 and errors.ate < 0.05, errors
 
 
-def test_tsdf_map_lies_on_the_scene(walk: slam_eval.Sequence) -> None:
+def test_tsdf_map_lies_on_the_scene(walk: slam_eval.Walk) -> None:
     """Fused with exact depth and poses, the map's points project back onto the rendered depth of
     the first frame (world -> camera transform and units right) within a voxel."""
     voxel = 0.04
