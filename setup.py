@@ -4,6 +4,10 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = 'depth_ros'
+# Open3D (RGB-D odometry, TSDF) and evo (ATE/RPE) for depth_ros.slam_eval and bench/slam.py; the
+# CPU-only Open3D build where PyPI has one. Open3D needs libusb-1.0 (Debian: libusb-1.0-0).
+SLAM = ['open3d-cpu>=0.19; sys_platform == "linux" and platform_machine == "x86_64"',
+        'open3d>=0.19; sys_platform != "linux" or platform_machine != "x86_64"', 'evo']
 
 setup(
     name=PACKAGE,
@@ -28,7 +32,8 @@ setup(
                 'ros-geometry-msgs', 'ros-diagnostic-msgs', 'ros-ament-index-python', 'ros-rcl-interfaces'],
         'train': ['torch>=2.4', 'onnx', 'onnxscript', 'scipy', 'h5py'],
         'bag': ['rosbags>=0.10'],  # depth-ros-bag, depth-ros-record (MCAP and sqlite3 bags, pure Python)
-        'test': ['pytest', 'ruff', 'rosbags>=0.10'],
+        'slam': SLAM,
+        'test': ['pytest', 'ruff', 'rosbags>=0.10'] + SLAM,   # test/test_bag.py, test/test_slam.py
         'bench': ['transformers'],   # Depth Anything V2 Small's architecture in bench/models.py
     },
     zip_safe=True,
