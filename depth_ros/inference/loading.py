@@ -106,4 +106,6 @@ def _load_onnx(model: str | Path, providers: str | Sequence[str], threads: int,
     paths = {k: card.graph_path(k) for k in card.stages}  # checks every file and its sha256 now
     used = resolve_providers(providers)
     names = INPUT_NAMES[card.kind]
-    return LoadedModel(card, 'onnxruntime', lambda k: OrtRunner(paths[k], used, threads, names), used)
+    steps = bool(card.output.get('incremental'))  # graph k > 1 reads the tensors of graph k - 1
+    return LoadedModel(card, 'onnxruntime',
+                       lambda k: OrtRunner(paths[k], used, threads, () if steps and k > 1 else names), used)

@@ -92,8 +92,14 @@ class OrtRunner:
         names = [i.name for i in self.session.get_inputs()]
         if input_names and sorted(names) != sorted(input_names):
             raise ModelCardError(f'graph {path} has inputs {names}, expected {list(input_names)}')
-        self.output_name = self.session.get_outputs()[0].name
+        self.input_names = names
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_name = self.output_names[0]
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Run the graph; returns its first output."""
         return self.session.run([self.output_name], inputs)[0]
+
+    def run_all(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph; returns every output by name (for step graphs that hand tensors on)."""
+        return dict(zip(self.output_names, self.session.run(self.output_names, inputs)))

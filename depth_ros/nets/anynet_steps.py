@@ -1,0 +1,158 @@
+"""Split an exported AnyNet into incremental step graphs (onnx only, no torch).
+
+``depth-ros-export`` writes one complete graph per stage count (``<name>.s<k>.onnx`` runs stages
+1 .. k, recomputing the earlier ones). This tool cuts the largest of them at the stage
+boundaries, so that step k continues from step k-1's tensors:
+
+- step 1: ``left``, ``right`` -> ``disparity`` (stage 1), ``f16``, ``f8``, ``f4`` (encoder
+  features of the stacked pair at 1/16, 1/8, 1/4);
+- step 2: ``previous``, ``f16``, ``f8`` -> ``disparity`` (stage 2), ``up8`` (decoder at 1/8);
+- step 3: ``previous``, ``up8``, ``f4`` -> ``disparity`` (stage 3);
+- step 4 (SPN): ``previous``, ``left`` -> ``disparity``.
+
+``previous`` is the disparity the step before returned. The card's graphs keep their
+``stages`` numbers and gain ``"incremental": true`` in ``output``; the runtime feeds each step
+the tensors of the steps before (:class:`depth_ros.inference.stereo.StereoEstimator`). Every
+node comes from the full graph unchanged, so running all steps computes what the full graph
+computes, once.
+
+    python -m depth_ros.nets.anynet_steps models/anynet_spn8.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+ENCODER = {f'f{s}': f'/features/down{s}/down{s}.2/down{s}.2.2/Conv_output_0' for s in (16, 8, 4)}
+UP8 = '/features/up8/up8.1/up8.1.2/Conv_output_0'
+
+
+def _stage_outputs(graph: onnx.GraphProto) -> list[str]:
+    """Tensor names of the full-resolution disparity of stage 1, 2, 3 in a full AnyNet graph:
+    stage k > 1 is the top-level Add of stage k-1's estimate and its upsampled residual."""
+    resized = {o for n in graph.node if n.op_type == 'Resize' and n.name.count('/') == 1 for o in n.output}
+    adds = [n for n in graph.node if n.op_type == 'Add' and n.name.count('/') == 1 and len(n.input) == 2
+            and n.input[1] in resized]
+    first = next(n.input[0] for n in adds if n.input[0] in resized)
+    chain = [first]
+    for _ in range(2):
+        step = next((n for n in adds if n.input[0] == chain[-1]), None)
+        if step is None:
+            break
+        chain.append(step.output[0])
+    return chain
+
+
+def _referenced(nodes: Iterable[onnx.NodeProto]) -> set[str]:
+    """Every tensor name nodes read, including implicitly from their subgraphs (Loop bodies)."""
+    names: set[str] = set()
+    for n in nodes:
+        names.update(i for i in n.input if i)
+        for attr in n.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                inner = attr.g
+                names.update(_referenced(inner.node) - {o for m in inner.node for o in m.output}
+                             - {i.name for i in inner.input} - {i.name for i in inner.initializer})
+    return names
+
+
+def extract(model: onnx.ModelProto, inputs: dict[str, str], outputs: dict[str, str]) -> onnx.ModelProto:
+    """The subgraph of ``model`` computing ``outputs`` (new name -> tensor) from ``inputs``
+    (new name -> tensor, all float32 NCHW with dynamic sizes) and the initializers."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    boundary = set(inputs.values())
+    keep: list[onnx.NodeProto] = []
+    seen: set[int] = set()
+    todo = list(outputs.values())
+    while todo:
+        name = todo.pop()
+        node = producer.get(name)
+        if name in boundary or node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        keep.append(node)
+        todo.extend(_referenced([node]))
+    nodes = [n for n in graph.node if id(n) in seen]  # original (topological) order
+    used = _referenced(nodes) | set(outputs.values())
+    inits = [i for i in graph.initializer if i.name in used]
+    missing = used - {o for n in nodes for o in n.output} - {i.name for i in inits} - boundary
+    if missing:
+        raise ValueError(f'cut leaves tensors without producer: {sorted(missing)[:5]}')
+    renamed = {old: new for new, old in inputs.items()}
+    glue = [helper.make_node('Identity', [old], [new], name=f'out_{new}') for new, old in outputs.items()
+            if new != old]
+    sub = helper.make_graph(nodes + glue, graph.name, [
+        helper.make_tensor_value_info(new, onnx.TensorProto.FLOAT, [f'{new}_{d}' for d in 'nchw'])
+        for new in inputs], [
+        helper.make_tensor_value_info(new, onnx.TensorProto.FLOAT, [f'{new}_{d}' for d in 'nchw'])
+        for new in outputs], inits)
+    _rename(sub, renamed)
+    out = helper.make_model(sub, opset_imports=model.opset_import, producer_name='depth_ros.anynet_steps')
+    out.ir_version = model.ir_version
+    onnx.checker.check_model(out)
+    return out
+
+
+def _rename(graph: onnx.GraphProto, names: dict[str, str]) -> None:
+    """Rename tensors read by nodes (recursively in subgraphs); graph inputs already carry the new names."""
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            n.input[i] = names.get(name, name)
+        for attr in n.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _rename(attr.g, names)
+
+
+def split(model: onnx.ModelProto, spn: bool) -> list[onnx.ModelProto]:
+    """The step graphs (2-4 of them) of a full AnyNet graph running all its stages."""
+    stage = _stage_outputs(model.graph)
+    final = model.graph.output[0].name
+    ends = stage[:3] if spn else stage[:2] + [final]
+    steps = [extract(model, {'left': 'left', 'right': 'right'},
+                     {'disparity': ends[0], **{k: v for k, v in ENCODER.items()}}),
+             extract(model, {'previous': ends[0], 'f16': ENCODER['f16'], 'f8': ENCODER['f8']},
+                     {'disparity': ends[1], 'up8': UP8}),
+             extract(model, {'previous': ends[1], 'up8': UP8, 'f4': ENCODER['f4']}, {'disparity': ends[2]})]
+    if spn:
+        steps.append(extract(model, {'previous': ends[2], 'left': 'left'}, {'disparity': final}))
+    return steps
+
+
+def split_card(card_path: str | Path) -> list[Path]:
+    """Replace the graphs of an AnyNet card (in place) by incremental step graphs, same file names."""
+    from ..model_card import sha256_of  # light import: the card module needs no torch either
+    card_path = Path(card_path)
+    data = json.loads(card_path.read_text())
+    if data.get('output', {}).get('incremental'):
+        raise ValueError(f'{card_path} already lists incremental step graphs')
+    graphs = sorted(data['graphs'], key=lambda g: g['stages'])
+    full = onnx.load(card_path.parent / graphs[-1]['file'])
+    steps = split(full, spn=len(graphs) == 4)
+    written = []
+    for g, step in zip(graphs, steps):
+        path = card_path.parent / g['file']
+        onnx.save(step, path)
+        g['sha256'] = sha256_of(path)
+        written.append(path)
+    data['graphs'] = graphs
+    data['output']['incremental'] = True
+    card_path.write_text(json.dumps(data, indent=2) + '\n')
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('cards', nargs='+', help='AnyNet model card(s) to rewrite in place')
+    for card in parser.parse_args(argv).cards:
+        for path in split_card(card):
+            print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+    main()
