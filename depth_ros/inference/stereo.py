@@ -12,7 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .images import EstimatorError, TensorMaker, check_pair
+from .confidence import matcher_confidence, network_confidence
+from .images import EstimatorError, TensorMaker, check_pair, to_grey
 from .loading import LoadedModel, check_backend, check_threads, load_network
 from .opencv_stereo import DISP_SCALE, METHODS, OpenCVStereo
 from .runners import Runner
@@ -98,6 +99,8 @@ class StereoEstimator:
         self.input_scale = float(input_scale)
         self._scale_x = self.input_scale  # updated by every call
         self._padded_width: int | None = None
+        self._last: tuple[SizeMap, np.ndarray, np.ndarray, np.ndarray] | None = None  # for confidence()
+        self.warning = ''  # why the last pair scored confidence 0 ('' when it carried information)
         if str(model) in METHODS:
             if backend not in ('auto', 'opencv'):
                 raise EstimatorError(f'{model} runs on the opencv backend, not {backend!r}')
@@ -205,7 +208,25 @@ class StereoEstimator:
             disparity = self._net.disparity(left_net, right_net, self._stages, deadline)
             low, high = self._net.min_disparity, self._net.max_disparity or sm.padded_size[1]
         self._scale_x, self._padded_width = sm.scale_x, sm.padded_size[1]
-        disparity = sm.from_network(mask_invalid(disparity, low, high))
+        self._last = (sm, left_net, right_net, mask_invalid(disparity, low, high))
+        disparity = sm.from_network(disparity)
         if sm.scale_x != 1.0:
             disparity = disparity * np.float32(1.0 / sm.scale_x)
         return disparity
+
+    def confidence(self) -> np.ndarray:
+        """(H, W) float32 confidence in [0, 1] of the last call's disparity (0 where invalid): for
+        networks the agreement of the first and last stage run, for OpenCV matchers left-right
+        consistency; all 0 for a pair that carries
+        no stereo information, ``warning`` then says why (see :mod:`depth_ros.inference.confidence`).
+        Costs a few ms (OpenCV: a second matching)."""
+        if self._last is None:
+            raise EstimatorError('confidence() describes the last call: call the estimator first')
+        sm, left_net, right_net, disparity = self._last
+        grey_l, grey_r = to_grey(left_net), to_grey(right_net)
+        if self._opencv:
+            conf, self.warning = matcher_confidence(grey_l, grey_r, disparity,
+                                                    self._opencv.right_disparity(left_net, right_net))
+        else:
+            conf, self.warning = network_confidence(grey_l, grey_r, self._net.outputs)
+        return sm.from_network(conf)
