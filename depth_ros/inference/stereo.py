@@ -214,19 +214,20 @@ class StereoEstimator:
             disparity = disparity * np.float32(1.0 / sm.scale_x)
         return disparity
 
-    def confidence(self) -> np.ndarray:
+    def confidence(self, left_right: bool = True) -> np.ndarray:
         """(H, W) float32 confidence in [0, 1] of the last call's disparity (0 where invalid): for
         networks the agreement of the first and last stage run, for OpenCV matchers left-right
         consistency; all 0 for a pair that carries
         no stereo information, ``warning`` then says why (see :mod:`depth_ros.inference.confidence`).
-        Costs a few ms (OpenCV: a second matching)."""
+        Costs a few ms; for OpenCV ``left_right`` False skips the check's second matching (then
+        1 where valid)."""
         if self._last is None:
             raise EstimatorError('confidence() describes the last call: call the estimator first')
         sm, left_net, right_net, disparity = self._last
         grey_l, grey_r = to_grey(left_net), to_grey(right_net)
         if self._opencv:
-            conf, self.warning = matcher_confidence(grey_l, grey_r, disparity,
-                                                    self._opencv.right_disparity(left_net, right_net))
+            right = self._opencv.right_disparity(left_net, right_net) if left_right else disparity
+            conf, self.warning = matcher_confidence(grey_l, grey_r, disparity, right, left_right)
         else:
             conf, self.warning = network_confidence(grey_l, grey_r, self._net.outputs)
         return sm.from_network(conf)
