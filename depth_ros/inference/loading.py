@@ -107,5 +107,6 @@ def _load_onnx(model: str | Path, providers: str | Sequence[str], threads: int,
     used = resolve_providers(providers)
     names = INPUT_NAMES[card.kind]
     steps = bool(card.output.get('incremental'))  # graph k > 1 reads the tensors of graph k - 1
-    return LoadedModel(card, 'onnxruntime',
-                       lambda k: OrtRunner(paths[k], used, threads, () if steps and k > 1 else names), used)
+    disabled = tuple(card.input.get('ort_disabled_optimizers', ()))
+    return LoadedModel(card, 'onnxruntime', lambda k: OrtRunner(
+        paths[k], used, threads, () if steps and k > 1 else names, disabled), used)
