@@ -36,11 +36,13 @@ class _StereoNetwork:
         card = loaded.card
         self.fixed_size, self.multiple_of = loaded.fixed_size, loaded.multiple_of
         self.output_scale = loaded.output_scale
-        self.tensor = TensorMaker(card.input.get('color', 'rgb'), tuple(card.input.get('range', (0, 1))))
+        self.tensor = TensorMaker(card.input.get('color', 'rgb'), tuple(card.input.get('range', (0, 1))),
+                                  card.input.get('normalize'))
         limit = card.output.get('max_disparity', card.options.get('max_disparity'))
         self.max_disparity = float(limit) if limit else None  # px at network resolution; None: unknown
         self.min_disparity = 0.0
         self.incremental = bool(card.output.get('incremental'))
+        self.tensor_pair = self.incremental and 'normalize' in card.input
         self.runners: dict[int, Runner] = {}
         self.step_s: dict[int, float] = {}
         self.last_stage = 0
@@ -56,7 +58,11 @@ class _StereoNetwork:
         """uint8 images at network size -> (h, w) float32 disparity (px at network resolution) of
         the last stage run: ``stages``, or fewer when the next step would end after ``deadline``
         (a time.monotonic() value; incremental graphs only, stage 1 always runs)."""
-        state = {'left': self.tensor(left, 'left'), 'right': self.tensor(right, 'right')}
+        if self.tensor_pair:  # step graphs read the normalized pair stacked (no Concat in the graph)
+            pair = self.tensor(left, right, slot='pair')
+            state = {'pair': pair, 'left_normalized': pair[:1]}
+        else:
+            state = {'left': self.tensor(left, slot='left'), 'right': self.tensor(right, slot='right')}
         self.outputs = []
         for k in range(1, stages + 1) if self.incremental else [stages]:
             if k > 1 and deadline is not None and time.monotonic() + self.step_s.get(k, 0.0) > deadline:

@@ -4,11 +4,12 @@
 1 .. k, recomputing the earlier ones). This tool cuts the largest of them at the stage
 boundaries, so that step k continues from step k-1's tensors:
 
-- step 1: ``left``, ``right`` -> ``disparity`` (stage 1), ``f16``, ``f8``, ``f4`` (encoder
-  features of the stacked pair at 1/16, 1/8, 1/4);
+- step 1: ``pair`` (2, 3, H, W: left and right, normalized by the runtime as the card's
+  ``input.normalize`` says) -> ``disparity`` (stage 1), ``f16``, ``f8``, ``f4`` (encoder
+  features of the pair at 1/16, 1/8, 1/4);
 - step 2: ``previous``, ``f16``, ``f8`` -> ``disparity`` (stage 2), ``up8`` (decoder at 1/8);
 - step 3: ``previous``, ``up8``, ``f4`` -> ``disparity`` (stage 3);
-- step 4 (SPN): ``previous``, ``left`` -> ``disparity``.
+- step 4 (SPN): ``previous``, ``left_normalized`` (``pair[:1]``) -> ``disparity``.
 
 ``previous`` is the disparity the step before returned. The card's graphs keep their
 ``stages`` numbers and gain ``"incremental": true`` in ``output`` (and
@@ -198,19 +199,38 @@ def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def split(model: onnx.ModelProto, spn: bool) -> list[onnx.ModelProto]:
-    """The step graphs (2-4 of them) of a full AnyNet graph running all its stages."""
+def _normalization(graph: onnx.GraphProto) -> tuple[str, str, dict[str, list[float]]]:
+    """(normalized left tensor, stacked normalized pair tensor, {'mean', 'inv_std'}) of a full
+    AnyNet graph, whose Normalize is (x - mean) * inv_std on each image, then concatenated."""
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
+
+    def value(name: str) -> list[float]:
+        node = producer.get(name)
+        tensor = node.attribute[0].t if node is not None and node.op_type == 'Constant' else inits[name]
+        return [float(v) for v in numpy_helper.to_array(tensor).ravel()]
+
+    sub = next(n for n in graph.node if n.op_type == 'Sub' and n.input[0] == 'left')
+    mul = next(n for n in graph.node if n.op_type == 'Mul' and n.input[0] == sub.output[0])
+    concat = next(n for n in graph.node if n.op_type == 'Concat' and n.input[0] == mul.output[0])
+    return mul.output[0], concat.output[0], {'mean': value(sub.input[1]), 'inv_std': value(mul.input[1])}
+
+
+def split(model: onnx.ModelProto, spn: bool) -> tuple[list[onnx.ModelProto], dict[str, list[float]]]:
+    """The step graphs (2-4 of them) of a full AnyNet graph running all its stages, and the input
+    normalization now done by the runtime (step 1 reads the normalized pair, stacked)."""
+    left, pair, normalize = _normalization(model.graph)
     stage = _stage_outputs(model.graph)
     final = model.graph.output[0].name
     ends = stage[:3] if spn else stage[:2] + [final]
-    steps = [extract(model, {'left': 'left', 'right': 'right'},
+    steps = [extract(model, {'pair': pair},
                      {'disparity': ends[0], **{k: v for k, v in ENCODER.items()}}),
              extract(model, {'previous': ends[0], 'f16': ENCODER['f16'], 'f8': ENCODER['f8']},
                      {'disparity': ends[1], 'up8': UP8}),
              extract(model, {'previous': ends[1], 'up8': UP8, 'f4': ENCODER['f4']}, {'disparity': ends[2]})]
     if spn:
-        steps.append(extract(model, {'previous': ends[2], 'left': 'left'}, {'disparity': final}))
-    return steps
+        steps.append(extract(model, {'previous': ends[2], 'left_normalized': left}, {'disparity': final}))
+    return steps, normalize
 
 
 def split_card(card_path: str | Path) -> list[Path]:
@@ -222,7 +242,7 @@ def split_card(card_path: str | Path) -> list[Path]:
         raise ValueError(f'{card_path} already lists incremental step graphs')
     graphs = sorted(data['graphs'], key=lambda g: g['stages'])
     full = onnx.load(card_path.parent / graphs[-1]['file'])
-    steps = split(conv3d_as_2d(full), spn=len(graphs) == 4)
+    steps, normalize = split(conv3d_as_2d(full), spn=len(graphs) == 4)
     written = []
     for g, step in zip(graphs, steps):
         path = card_path.parent / g['file']
@@ -231,6 +251,7 @@ def split_card(card_path: str | Path) -> list[Path]:
         written.append(path)
     data['graphs'] = graphs
     data['output']['incremental'] = True
+    data['input']['normalize'] = normalize
     data['input']['ort_disabled_optimizers'] = ['NchwcTransformer']  # 1-4 channel convs: 1.3-2x faster without
     card_path.write_text(json.dumps(data, indent=2) + '\n')
     return written
