@@ -45,8 +45,8 @@ def spin_for(node: Node, seconds: float) -> None:
 
 
 def run_case(watcher: Watcher, params: dict[str, object], seconds: float,
-             env: dict[str, str]) -> tuple[float, str, str]:
-    """(share of input frames answered over ``seconds`` after warm-up, input rate, stage share)."""
+             env: dict[str, str]) -> tuple[float, dict[str, str]]:
+    """(share of input frames answered over ``seconds`` after warm-up, the last diagnostics)."""
     args = [arg for k, v in params.items() for arg in ('-p', f'{k}:={v}')]
     node = subprocess.Popen([sys.executable, '-m', 'depth_ros.nodes.stereo', '--ros-args', *args], env=env)
     try:
@@ -56,10 +56,10 @@ def run_case(watcher: Watcher, params: dict[str, object], seconds: float,
         spin_for(watcher, seconds)
         end = watcher.values
         if not start or not end:
-            return float('nan'), '', 'no diagnostics'
+            return float('nan'), {}
         frames_in = int(end['frames in']) - int(start['frames in'])
         frames_out = int(end['frames out']) - int(start['frames out'])
-        return frames_out / max(frames_in, 1), end['input rate (Hz)'], end.get(STAGE_KEY, '')
+        return frames_out / max(frames_in, 1), end
     finally:
         node.send_signal(signal.SIGINT)
         node.wait(10)
@@ -83,11 +83,14 @@ def main() -> None:
     cases = [('all 4 stages', {}), ('stages:=1', {'stages': 1})]
     cases += [(f'latency_budget_ms:={b:g}', {'latency_budget_ms': b}) for b in args.budgets]
     lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node (anynet_spn8), {args.seconds:g} s each:',
-             '', '| case | input rate (Hz) | frames answered | stage answered (share of frames) |', '|---|---|---|---|']
+             '', '| case | input rate (Hz) | frames answered | latency median (ms) | node overhead median (ms) | '
+             'stage answered (share of frames) |', '|---|---|---|---|---|---|']
     try:
         for label, params in cases:
-            share, rate, stages = run_case(watcher, {**base, **params}, args.seconds, env)
-            lines.append(f'| {label} | {rate} | {100 * share:.0f} % | {stages} |')
+            share, v = run_case(watcher, {**base, **params}, args.seconds, env)
+            cells = [v.get(k, '') for k in ('input rate (Hz)',)] + [f'{100 * share:.0f} %'] + [
+                v.get(k, '') for k in ('latency median (ms)', 'node overhead median (ms)', STAGE_KEY)]
+            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
             print(lines[-1], flush=True)
     finally:
         source.send_signal(signal.SIGINT)

@@ -78,11 +78,11 @@ def main() -> None:
              'grey': (np.full((H, W, 3), 128, np.uint8),) * 2,
              'unrelated': (scene['left'], render_stereo(random_scene(seed=5998), cam)['right']),
              'noise': tuple(rng.integers(0, 256, (2, H, W, 3), np.uint8)), 'normal': (scene['left'], scene['right'])}
-    print('safety: mean confidence / share of pixels with confidence >= 0.1, 0.3 / warning')
+    print('safety: mean confidence / share of pixels with confidence >= 0.01 (the default threshold), 0.1 / warning')
     for name, (left, right) in cases.items():
         net(left, right)
         conf = net.confidence()
-        print(f'  {name:10s} {conf.mean():.3f} {np.mean(conf >= 0.1):.3f} {np.mean(conf >= 0.3):.3f} {net.warning}')
+        print(f'  {name:10s} {conf.mean():.3f} {np.mean(conf >= 0.01):.3f} {np.mean(conf >= 0.1):.3f} {net.warning}')
     if args.plot:
         _plot(mean, args.plot, args.model)
 
