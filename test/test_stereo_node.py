@@ -331,3 +331,19 @@ def test_latency_budget_decides_the_stage_and_diagnostics_report_it(rig):
     assert info['stage answered (last frame)'] == '4'
     share = info['stage answered (share of frames)']
     assert share.startswith('1: ') and '4: ' in share
+
+
+def test_sgbm_confidence_is_left_right_consistency_while_subscribed(rig, scene):
+    """SGBM publishes a left-right confidence once confidence has a subscriber: below the
+    threshold wherever the disparity is invalid, mostly high where it is valid; a black pair
+    gives nothing and a WARN."""
+    rig.probe.listen('confidence', Image)
+    wait_until(lambda: rig.node.confidence_pub.get_subscription_count() > 0)
+    out = rig.frame(['depth/image', 'confidence', 'disparity'], small=True)
+    depth, conf = as_array(out['depth/image']), as_array(out['confidence'])
+    valid = as_array(out['disparity'].image) >= out['disparity'].min_disparity
+    assert conf.shape == depth.shape and np.all(conf[~valid] < 0.01) and np.median(conf[valid]) > 0.5  # threshold
+    black = np.zeros_like(scene['left'][::2, ::2])
+    out = rig.frame(['depth/image', 'confidence'], small=True, left=black, right=black)
+    assert np.isnan(as_array(out['depth/image'])).all() and as_array(out['confidence']).max() == 0
+    assert 'texture' in _warning(rig)
