@@ -3,7 +3,7 @@ the stereo node runs): 640x480 rendered pair, shipped trained weights, node defa
 parameters, 1 and 2 threads, median of interleaved rounds (every method once per round, so
 load from other processes hits all of them alike). No torch needed.
 
-    python bench/stereo_speed.py [--rounds 12] [--threads 1 2] [--model anynet_spn8] [--out speed.md]
+    python bench/stereo_speed.py [--rounds 12] [--threads 1 2] [--model anynet_spn8] [--compare CARD] [--out speed.md]
 
 Prints the per-call medians and the issue's three ratios with their goals:
 AnyNet stage 1 / StereoBM < 1, AnyNet stages 1-3 / SGBM <= 0.5, AnyNet with SPN / SGBM < 1.
@@ -26,18 +26,21 @@ GOALS = (('AnyNet stage 1 / StereoBM', 'anynet s1', 'opencv_bm', '< 1', lambda r
          ('AnyNet with SPN / SGBM', 'anynet s4', 'opencv_sgbm', '< 1', lambda r: r < 1))
 
 
-def methods(model: str, threads: int) -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
-    """name -> call(left, right) for the OpenCV matchers and each stage count of ``model``."""
+def methods(model: str, threads: int, compare: str = '') -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
+    """name -> call(left, right) for the OpenCV matchers and each stage count of ``model`` (and
+    of the ``compare`` model, e.g. an earlier card, as 'before s<k>')."""
     out: dict[str, Callable] = {name: StereoEstimator(name, threads=threads) for name in ('opencv_bm', 'opencv_sgbm')}
-    for k in (1, 3, 4):
-        out[f'anynet s{k}'] = StereoEstimator(model, threads=threads, stages=k)
+    for label, card in (('anynet', model), ('before', compare)):
+        for k in (1, 3, 4) if card else ():
+            out[f'{label} s{k}'] = StereoEstimator(card, threads=threads, stages=k)
     return out
 
 
-def measure(model: str, threads: int, rounds: int, pair: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+def measure(model: str, threads: int, rounds: int, pair: tuple[np.ndarray, np.ndarray],
+            compare: str = '') -> dict[str, float]:
     """Median ms per call of every method, interleaved over ``rounds`` (after one warm-up)."""
     cv2.setNumThreads(threads)
-    calls = methods(model, threads)
+    calls = methods(model, threads, compare)
     times: dict[str, list[float]] = {name: [] for name in calls}
     for r in range(rounds + 1):
         for name, call in calls.items():
@@ -57,9 +60,13 @@ def report(results: dict[int, dict[str, float]], model: str, rounds: int) -> str
         lines.append(f'| {name} | ' + ' | '.join(f'{results[t][name]:.1f}' for t in threads) + ' |')
     lines += ['', head + ' | goal |', '|---' * (len(threads) + 2) + '|']
     for label, num, den, goal, ok in GOALS:
-        ratios = [results[t][num] / results[t][den] for t in threads]
-        cells = [f'{r:.2f} ({"met" if ok(r) else "missed"})' for r in ratios]
-        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {goal} |')
+        for name in (num, num.replace('anynet', 'before')):
+            if name not in results[threads[0]]:
+                continue
+            ratios = [results[t][name] / results[t][den] for t in threads]
+            cells = [f'{r:.2f} ({"met" if ok(r) else "missed"})' for r in ratios]
+            tag = ' (before)' if name.startswith('before') else ''
+            lines.append(f'| {label}{tag} | ' + ' | '.join(cells) + f' | {goal} |')
     return '\n'.join(lines)
 
 
@@ -68,12 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--model', default='anynet_spn8')
     parser.add_argument('--rounds', type=int, default=12)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--compare', default='', help='another card (e.g. the previous graphs) timed alongside')
     parser.add_argument('--out', default='')
     args = parser.parse_args(argv)
     cam = StereoCamera(width=W, height=H, fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=B)
     scene = render_stereo(random_scene(seed=1), cam)
     pair = (scene['left'], scene['right'])
-    results = {t: measure(args.model, t, args.rounds, pair) for t in args.threads}
+    results = {t: measure(args.model, t, args.rounds, pair, args.compare) for t in args.threads}
     text = report(results, args.model, args.rounds)
     print(text)
     if args.out:

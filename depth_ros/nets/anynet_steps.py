@@ -167,7 +167,7 @@ def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
             b = _array(n.input[2], inits, producer)
             zero = np.zeros_like(b)
             inputs.append(_const(graph, f'{base}/b2d', np.concatenate([zero, b, zero])))
-        t = {k: f'{base}/{k}' for k in ('y', 'hw', 'bd', 'sh6', 'y6', 'g0', 'g1', 'g2', 'a0', 'a', 'c0', 'c', 's',
+        t = {k: f'{base}/{k}' for k in ('y', 'hw', 'bd', 'sh6', 'y6', 'g1', 'a0', 'a', 'c0', 'c', 's',
                                         'sum', 'sh4', 'yshape')}
         i64 = lambda name, v: _const(graph, f'{base}/{name}', np.array(v, np.int64))  # noqa: E731
         nodes += [
@@ -177,13 +177,14 @@ def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
             helper.make_node('Shape', [volume[prefix]], [t['bd']], name=f'{base}/bd', end=2),
             helper.make_node('Concat', [t['bd'], i64('g', [3, cout]), t['hw']], [t['sh6']], name=f'{base}/sh6', axis=0),
             helper.make_node('Reshape', [t['y'], t['sh6']], [t['y6']], name=f'{base}/y6'),
-            helper.make_node('Split', [t['y6'], i64('split', [1, 1, 1])], [t['g0'], t['g1'], t['g2']],
-                             name=f'{base}/split', axis=2),
-            helper.make_node('Slice', [t['g0'], i64('z', [0]), i64('m1', [-1]), i64('ax', [1])], [t['a0']],
-                             name=f'{base}/a0'),
+            # tap k of output depth d is y6[:, d + k - 1, k]: slice each tap straight from y6, shift by padding
+            helper.make_node('Slice', [t['y6'], i64('s1', [1]), i64('e2', [2]), i64('ax', [2])], [t['g1']],
+                             name=f'{base}/g1'),
+            helper.make_node('Slice', [t['y6'], i64('s00', [0, 0]), i64('em1', [-1, 1]), i64('ax12', [1, 2])],
+                             [t['a0']], name=f'{base}/a0'),
             helper.make_node('Pad', [t['a0'], i64('pa', [0, 1, 0, 0, 0, 0] + [0] * 6)], [t['a']], name=f'{base}/a'),
-            helper.make_node('Slice', [t['g2'], i64('one', [1]), i64('big', [2 ** 62]), i64('ax2', [1])], [t['c0']],
-                             name=f'{base}/c0'),
+            helper.make_node('Slice', [t['y6'], i64('s12', [1, 2]), i64('ebig', [2 ** 62, 3]), i64('ax12b', [1, 2])],
+                             [t['c0']], name=f'{base}/c0'),
             helper.make_node('Pad', [t['c0'], i64('pc', [0] * 6 + [0, 1, 0, 0, 0, 0])], [t['c']], name=f'{base}/c'),
             helper.make_node('Add', [t['a'], t['g1']], [t['s']], name=f'{base}/add0'),
             helper.make_node('Add', [t['s'], t['c']], [t['sum']], name=f'{base}/add1'),
