@@ -79,7 +79,7 @@ def main() -> None:
                                '-p', f'rate:={args.rate}', '-p', 'frames:=5'], env=env)
     rclpy.init()
     watcher = Watcher()
-    base = {'threads': args.threads}
+    base = {'threads': args.threads, 'input_reliability': 'reliable'}  # best effort loses large images
     cases = [('all 4 stages', {}), ('stages:=1', {'stages': 1})]
     cases += [(f'latency_budget_ms:={b:g}', {'latency_budget_ms': b}) for b in args.budgets]
     lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node (anynet_spn8), {args.seconds:g} s each:',
