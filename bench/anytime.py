@@ -3,7 +3,7 @@ stereo_depth_node in their own processes, this process subscribing to depth/imag
 /diagnostics. For each case (all stages, stages:=1, latency_budget_ms values) it reports the
 share of input frames answered and the share of frames each stage answered.
 
-    python bench/anytime.py [--seconds 15] [--budgets 45 80] [--rate 20] [--out anytime.md]
+    python bench/anytime.py [--seconds 15] [--budgets 45 80] [--rate 20] [--points] [--out anytime.md]
 """
 from __future__ import annotations
 
@@ -18,18 +18,20 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
 
 STAGE_KEY = 'stage answered (share of frames)'
 
 
 class Watcher(Node):
-    """Keeps depth/image subscribed (the node is lazy) and the stereo node's latest diagnostics."""
+    """Keeps depth/image (and points) subscribed (the node is lazy) and the stereo node's latest diagnostics."""
 
-    def __init__(self) -> None:
+    def __init__(self, points: bool) -> None:
         super().__init__('anytime_bench')
         self.values: dict[str, str] = {}
         self.create_subscription(Image, 'depth/image', lambda m: None, 2)
+        if points:
+            self.create_subscription(PointCloud2, 'points', lambda m: None, 2)
         self.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics, 10)
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument('--rate', type=float, default=20.0)
     parser.add_argument('--budgets', type=float, nargs='+', default=[45.0, 80.0])
     parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--points', action='store_true', help='also subscribe to points (depth + cloud)')
     parser.add_argument('--out', default='')
     args = parser.parse_args()
     env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(150, 199))}
@@ -78,7 +81,7 @@ def main() -> None:
     source = subprocess.Popen([sys.executable, '-m', 'depth_ros.nodes.camera_source', '--ros-args',
                                '-p', f'rate:={args.rate}', '-p', 'frames:=5'], env=env)
     rclpy.init()
-    watcher = Watcher()
+    watcher = Watcher(args.points)
     base = {'threads': args.threads, 'input_reliability': 'reliable'}  # best effort loses large images
     cases = [('all 4 stages', {}), ('stages:=1', {'stages': 1})]
     cases += [(f'latency_budget_ms:={b:g}', {'latency_budget_ms': b}) for b in args.budgets]
