@@ -75,7 +75,8 @@ class _StereoNetwork:
             else:
                 out = runner.run(state)
             took = time.monotonic() - start
-            self.step_s[k] = took if k not in self.step_s else self.step_s[k] + self.SMOOTHING * (took - self.step_s[k])
+            before = self.step_s.get(k, took)
+            self.step_s[k] = before + self.SMOOTHING * (took - before)
             self.outputs.append(np.asarray(out.reshape(out.shape[-2:]), np.float32))
             self.last_stage = k
         return self.outputs[-1]
@@ -223,10 +224,9 @@ class StereoEstimator:
     def confidence(self, left_right: bool = True) -> np.ndarray:
         """(H, W) float32 confidence in [0, 1] of the last call's disparity (0 where invalid): for
         networks the agreement of the first and last stage run, for OpenCV matchers left-right
-        consistency; all 0 for a pair that carries
-        no stereo information, ``warning`` then says why (see :mod:`depth_ros.inference.confidence`).
-        Costs a few ms; for OpenCV ``left_right`` False skips the check's second matching (then
-        1 where valid)."""
+        consistency; all 0 for a pair that carries no stereo information, ``warning`` then says
+        why (see :mod:`depth_ros.inference.confidence`). Costs a few ms; for OpenCV
+        ``left_right`` False skips the check's second matching (then 1 where valid)."""
         if self._last is None:
             raise EstimatorError('confidence() describes the last call: call the estimator first')
         sm, left_net, right_net, disparity = self._last
