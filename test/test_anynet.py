@@ -169,3 +169,36 @@ def test_cost_volumes_are_minimal_at_the_true_disparity() -> None:
     assert interior.min(1).values.abs().max() < 1e-5
     residual = soft_argmin(100 * interior, first=-2)  # sharp softmax: the regressed residual is +1
     assert torch.allclose(residual, torch.ones_like(residual), atol=1e-3)
+
+
+def test_incremental_step_graphs_match_the_full_graphs_and_stop_at_a_deadline(tmp_path) -> None:
+    """Steps split from an exported AnyNet give every stage's full-graph output; a passed
+    deadline leaves stage 1 as the answer, no deadline runs every stage."""
+    import shutil
+    import time
+
+    import numpy as np
+
+    from depth_ros.inference import StereoEstimator
+    from depth_ros.nets.anynet_steps import split_card
+    from depth_ros.nets.export import export_model
+
+    torch.manual_seed(0)
+    full = export_model('anynet', tmp_path / 'full', options={'max_disparity': 64}, input_size=(64, 128))
+    shutil.copytree(tmp_path / 'full', tmp_path / 'steps')
+    split_card(tmp_path / 'steps' / full.name)
+    rng = np.random.default_rng(0)
+    right = rng.integers(0, 256, (64, 160, 3), np.uint8)
+    left = np.roll(right, 5, axis=1)
+    old, new = StereoEstimator(full), StereoEstimator(tmp_path / 'steps' / full.name)
+    assert new.incremental and not old.incremental and new.available_stages == [1, 2, 3, 4]
+    for k in (1, 2, 3, 4):
+        old.stages = new.stages = k
+        np.testing.assert_allclose(new(left, right), old(left, right), atol=1e-4)
+        assert new.last_stage == k and len(new.stage_seconds) == k
+    new(left, right, deadline=time.monotonic() - 1)
+    assert new.last_stage == 1
+    new(left, right, deadline=time.monotonic() + 60)
+    assert new.last_stage == 4
+    with pytest.raises(ValueError, match='already'):
+        split_card(tmp_path / 'steps' / full.name)

@@ -171,3 +171,25 @@ def test_runtime_does_not_import_torch(tmp_path):
             'DepthEstimator(write_mono_toy(d))(img)\n'
             'assert "torch" not in sys.modules, "torch was imported"\n')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
+
+
+def test_tensor_maker_stacks_and_normalizes_in_one_buffer():
+    """(x / 255 - mean) * inv_std per channel, images stacked, buffer reused; bgr reverses both
+    the channels and the constants; grey images are replicated."""
+    from depth_ros.inference.images import TensorMaker
+
+    rng = np.random.default_rng(0)
+    left, right = rng.integers(0, 256, (2, 4, 5, 3), np.uint8)
+    norm = {'mean': [0.485, 0.456, 0.406], 'inv_std': [4.37, 4.46, 4.44]}
+    mean, inv_std = np.array(norm['mean'])[:, None, None], np.array(norm['inv_std'])[:, None, None]
+    tm = TensorMaker('rgb', (0, 1), norm)
+    pair = tm(left, right, slot='pair')
+    assert pair.shape == (2, 3, 4, 5) and pair.dtype == np.float32
+    for i, img in enumerate((left, right)):
+        np.testing.assert_allclose(pair[i], (img.transpose(2, 0, 1) / 255 - mean) * inv_std, atol=1e-5)
+    assert tm(right, left, slot='pair') is pair  # reused
+    bgr = TensorMaker('bgr', (0, 1), norm)(left)
+    np.testing.assert_allclose(bgr[0], (left[:, :, ::-1].transpose(2, 0, 1) / 255 - mean[::-1]) * inv_std[::-1],
+                               atol=1e-5)
+    plain = TensorMaker('rgb', (-1, 1))(left[:, :, 0])
+    np.testing.assert_allclose(plain[0], np.repeat(left[None, :, :, 0] / 127.5 - 1, 3, 0), atol=1e-6)

@@ -59,32 +59,42 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 
 
 class TensorMaker:
-    """Converts uint8 images to the network's (1, 3, H, W) float32 input, reusing its buffer.
+    """Converts uint8 images to the network's (N, 3, H, W) float32 input, reusing its buffer.
 
     ``color`` 'rgb' or 'bgr' is the channel order the network expects (inputs are RGB);
-    ``value_range`` (lo, hi) is what 0 and 255 map to. Grey images are replicated to 3 channels.
+    ``value_range`` (lo, hi) is what 0 and 255 map to; ``normalize`` (card ``input.normalize``,
+    e.g. ImageNet's) then maps each channel c to (v - mean[c]) * inv_std[c], in the same pass.
+    Grey images are replicated to 3 channels.
     """
 
-    def __init__(self, color: str = 'rgb', value_range: tuple[float, float] = (0.0, 1.0)) -> None:
+    def __init__(self, color: str = 'rgb', value_range: tuple[float, float] = (0.0, 1.0),
+                 normalize: dict[str, list[float]] | None = None) -> None:
         if color not in ('rgb', 'bgr'):
             raise ValueError(f"input color must be 'rgb' or 'bgr', not {color!r}")
         self.bgr = color == 'bgr'
-        self.offset = np.float32(value_range[0])
-        self.scale = np.float32((value_range[1] - value_range[0]) / 255.0)
+        lo, hi = (np.float64(v) for v in value_range)
+        mean = np.asarray(normalize['mean'] if normalize else [0.0] * 3, np.float64)
+        inv_std = np.asarray(normalize['inv_std'] if normalize else [1.0] * 3, np.float64)
+        if self.bgr:
+            mean, inv_std = mean[::-1], inv_std[::-1]
+        self.scale = ((hi - lo) / 255.0 * inv_std).astype(np.float32).reshape(3, 1, 1)  # per channel
+        self.offset = ((lo - mean) * inv_std).astype(np.float32).reshape(3, 1, 1)
+        self._uniform = bool(np.all(self.scale == self.scale[0]))
         self._buffers: dict[str, np.ndarray] = {}
 
-    def __call__(self, image: np.ndarray, slot: str = 'image') -> np.ndarray:
-        """(H, W[, 3]) uint8 -> (1, 3, H, W) float32; ``slot`` names a reusable buffer (one per
-        network input, so 'left' and 'right' do not overwrite each other)."""
-        h, w = image.shape[:2]
+    def __call__(self, *images: np.ndarray, slot: str = 'image') -> np.ndarray:
+        """(H, W[, 3]) uint8 image(s) -> (N, 3, H, W) float32, N images stacked; ``slot`` names a
+        reusable buffer (one per network input, so 'left' and 'right' do not overwrite each other)."""
+        h, w = images[0].shape[:2]
         out = self._buffers.get(slot)
-        if out is None or out.shape[2:] != (h, w):
-            out = self._buffers[slot] = np.empty((1, 3, h, w), np.float32)
-        if image.ndim == 2:
-            src = image[None]
-        else:
-            src = (image[:, :, ::-1] if self.bgr else image).transpose(2, 0, 1)
-        np.multiply(src, self.scale, out=out[0])
-        if self.offset:
-            out += self.offset
+        if out is None or out.shape != (len(images), 3, h, w):
+            out = self._buffers[slot] = np.empty((len(images), 3, h, w), np.float32)
+        for i, image in enumerate(images):
+            if image.ndim == 2:
+                src = image[None]
+            else:
+                src = (image[:, :, ::-1] if self.bgr else image).transpose(2, 0, 1)
+            np.multiply(src, self.scale[0] if self._uniform else self.scale, out=out[i])
+            if np.any(self.offset):
+                out[i] += self.offset
         return out

@@ -106,4 +106,7 @@ def _load_onnx(model: str | Path, providers: str | Sequence[str], threads: int,
     paths = {k: card.graph_path(k) for k in card.stages}  # checks every file and its sha256 now
     used = resolve_providers(providers)
     names = INPUT_NAMES[card.kind]
-    return LoadedModel(card, 'onnxruntime', lambda k: OrtRunner(paths[k], used, threads, names), used)
+    steps = bool(card.output.get('incremental'))  # step graphs read the tensors of the step before
+    disabled = tuple(card.input.get('ort_disabled_optimizers', ()))
+    return LoadedModel(card, 'onnxruntime', lambda k: OrtRunner(
+        paths[k], used, threads, () if steps else names, disabled), used)

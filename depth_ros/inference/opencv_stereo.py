@@ -200,3 +200,16 @@ class OpenCVStereo:
         disparity = self._matcher(1 if left.ndim == 2 else left.shape[2]).compute(left, right).astype(np.float32)
         disparity *= np.float32(1.0 / DISP_SCALE)
         return disparity
+
+    def right_disparity(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Disparity (px, >= 0, NaN invalid) of the right image of the pair, by matching the
+        mirrored pair (for left-right checks); min_disparity is taken as 0."""
+        if self.method == 'opencv_bm':
+            left, right = to_grey(left), to_grey(right)
+        pad = int(self.max_disparity) + 1  # OpenCV leaves the first max_disparity columns unmatched
+        mirrored = [cv2.copyMakeBorder(np.ascontiguousarray(img[:, ::-1]), 0, 0, pad, 0, cv2.BORDER_REPLICATE)
+                    for img in (right, left)]
+        flipped = self._matcher(1 if left.ndim == 2 else left.shape[2]).compute(*mirrored)
+        disparity = flipped[:, :pad - 1:-1].astype(np.float32) * np.float32(1.0 / DISP_SCALE)
+        disparity[disparity < max(self.min_disparity, 0.0)] = np.nan
+        return disparity

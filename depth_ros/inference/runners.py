@@ -71,17 +71,21 @@ def resolve_providers(providers: str | Sequence[str]) -> list[str]:
 
 
 class OrtRunner:
-    """An ONNX Runtime session on one graph file. ``providers`` are those the session really uses."""
+    """An ONNX Runtime session on one graph file. ``providers`` are those the session really uses;
+    ``disabled_optimizers`` names ONNX Runtime graph transformers to skip (the model card's
+    ``input.ort_disabled_optimizers``: e.g. 'NchwcTransformer', whose 8-channel blocking slows
+    AnyNet's 1-4 channel convolutions down 1.3-2x)."""
 
     def __init__(self, path: str | Path, providers: Sequence[str], threads: int = 0,
-                 input_names: Sequence[str] = ()) -> None:
+                 input_names: Sequence[str] = (), disabled_optimizers: Sequence[str] = ()) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # idle worker threads sleep instead of spinning: a node shares the CPU with the rest of the robot
         options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         options.log_severity_level = 3  # errors only: ORT's warnings are about graph internals
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers),
+                                                disabled_optimizers=list(disabled_optimizers) or None)
         except Exception as e:  # ORT raises its own exception types for unreadable/invalid graphs
             raise ModelCardError(f'ONNX Runtime cannot load {path}: {e}') from e
         self.providers = self.session.get_providers()
@@ -92,8 +96,14 @@ class OrtRunner:
         names = [i.name for i in self.session.get_inputs()]
         if input_names and sorted(names) != sorted(input_names):
             raise ModelCardError(f'graph {path} has inputs {names}, expected {list(input_names)}')
-        self.output_name = self.session.get_outputs()[0].name
+        self.input_names = names
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_name = self.output_names[0]
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Run the graph; returns its first output."""
         return self.session.run([self.output_name], inputs)[0]
+
+    def run_all(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph; returns every output by name (for step graphs that hand tensors on)."""
+        return dict(zip(self.output_names, self.session.run(self.output_names, inputs)))

@@ -3,6 +3,7 @@ or by OpenCV's SGBM/BM, behind one interface."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from numbers import Real
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .images import EstimatorError, TensorMaker, check_pair
+from .confidence import matcher_confidence, network_confidence
+from .images import EstimatorError, TensorMaker, check_pair, to_grey
 from .loading import LoadedModel, check_backend, check_threads, load_network
 from .opencv_stereo import DISP_SCALE, METHODS, OpenCVStereo
 from .runners import Runner
@@ -21,28 +23,63 @@ log = logging.getLogger('depth_ros')
 
 
 class _StereoNetwork:
-    """A stereo network's graphs, one lazily created and cached runner per stage count."""
+    """A stereo network's graphs, one lazily created and cached runner per stage count.
+
+    With incremental graphs (card ``output.incremental``, see :mod:`depth_ros.nets.anynet_steps`)
+    graph k runs only stage k from the tensors graph k - 1 returned, so stages run one after the
+    other and a deadline can stop between them; ``step_s`` holds each step's smoothed duration.
+    """
+    SMOOTHING = 0.2  # weight of the newest duration in step_s
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         card = loaded.card
         self.fixed_size, self.multiple_of = loaded.fixed_size, loaded.multiple_of
         self.output_scale = loaded.output_scale
-        self.tensor = TensorMaker(card.input.get('color', 'rgb'), tuple(card.input.get('range', (0, 1))))
+        self.tensor = TensorMaker(card.input.get('color', 'rgb'), tuple(card.input.get('range', (0, 1))),
+                                  card.input.get('normalize'))
         limit = card.output.get('max_disparity', card.options.get('max_disparity'))
         self.max_disparity = float(limit) if limit else None  # px at network resolution; None: unknown
         self.min_disparity = 0.0
+        self.incremental = bool(card.output.get('incremental'))
+        self.tensor_pair = self.incremental and 'normalize' in card.input
         self.runners: dict[int, Runner] = {}
+        self.step_s: dict[int, float] = {}
+        self.last_stage = 0
+        self.outputs: list[np.ndarray] = []  # (h, w) disparity of every stage run by the last call
 
     def runner(self, stages: int) -> Runner:
         if stages not in self.runners:
             self.runners[stages] = self.loaded.make_runner(stages)
         return self.runners[stages]
 
-    def disparity(self, left: np.ndarray, right: np.ndarray, stages: int) -> np.ndarray:
-        """uint8 images at network size -> (h, w) float32 disparity (px at network resolution)."""
-        out = self.runner(stages).run({'left': self.tensor(left, 'left'), 'right': self.tensor(right, 'right')})
-        return np.asarray(out.reshape(out.shape[-2:]), np.float32)
+    def disparity(self, left: np.ndarray, right: np.ndarray, stages: int,
+                  deadline: float | None = None) -> np.ndarray:
+        """uint8 images at network size -> (h, w) float32 disparity (px at network resolution) of
+        the last stage run: ``stages``, or fewer when the next step would end after ``deadline``
+        (a time.monotonic() value; incremental graphs only, stage 1 always runs)."""
+        if self.tensor_pair:  # step graphs read the normalized pair stacked (no Concat in the graph)
+            pair = self.tensor(left, right, slot='pair')
+            state = {'pair': pair, 'left_normalized': pair[:1]}
+        else:
+            state = {'left': self.tensor(left, slot='left'), 'right': self.tensor(right, slot='right')}
+        self.outputs = []
+        for k in range(1, stages + 1) if self.incremental else [stages]:
+            if k > 1 and deadline is not None and time.monotonic() + self.step_s.get(k, 0.0) > deadline:
+                break
+            start = time.monotonic()
+            runner = self.runner(k)
+            if self.incremental:
+                state.update(runner.run_all({name: state[name] for name in runner.input_names}))
+                state['previous'] = out = state['disparity']
+            else:
+                out = runner.run(state)
+            took = time.monotonic() - start
+            before = self.step_s.get(k, took)
+            self.step_s[k] = before + self.SMOOTHING * (took - before)
+            self.outputs.append(np.asarray(out.reshape(out.shape[-2:]), np.float32))
+            self.last_stage = k
+        return self.outputs[-1]
 
 
 class StereoEstimator:
@@ -69,6 +106,8 @@ class StereoEstimator:
         self.input_scale = float(input_scale)
         self._scale_x = self.input_scale  # updated by every call
         self._padded_width: int | None = None
+        self._last: tuple[SizeMap, np.ndarray, np.ndarray, np.ndarray] | None = None  # for confidence()
+        self.warning = ''  # why the last pair scored confidence 0 ('' when it carried information)
         if str(model) in METHODS:
             if backend not in ('auto', 'opencv'):
                 raise EstimatorError(f'{model} runs on the opencv backend, not {backend!r}')
@@ -91,7 +130,9 @@ class StereoEstimator:
                 log.warning('model %r has fixed-size graphs: input_scale %g is ignored', self.name, self.input_scale)
         self.stages = max(self.available_stages) if stages is None else stages
         if self._net is not None:
-            self.providers = self._net.runner(self.stages).providers  # load the first graph now
+            load = range(1, max(self.available_stages) + 1) if self._net.incremental else [self.stages]
+            for k in load:  # load the graphs now (every step of an incremental network)
+                self.providers = self._net.runner(k).providers
 
     @property
     def stages(self) -> int:
@@ -143,9 +184,27 @@ class StereoEstimator:
         net = backend.fixed_size or scaled_size(shape, self.input_scale)
         return size_map(tuple(shape), net, multiple_of=backend.multiple_of, output_scale=backend.output_scale)
 
-    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    @property
+    def incremental(self) -> bool:
+        """True when stages run one after the other (a deadline can stop between them)."""
+        return bool(self._net and self._net.incremental)
+
+    @property
+    def last_stage(self) -> int:
+        """The stage that answered the last call (1 for OpenCV; 0 before any call)."""
+        return self._net.last_stage if self._net else 1
+
+    @property
+    def stage_seconds(self) -> dict[int, float]:
+        """Smoothed duration (s) of each stage step (incremental) or graph run so far."""
+        return dict(self._net.step_s) if self._net else {}
+
+    def __call__(self, left: np.ndarray, right: np.ndarray, *, deadline: float | None = None) -> np.ndarray:
         """uint8 RGB (H, W, 3) or grey (H, W) rectified pair -> (H, W) float32 disparity in px of
-        the input images, NaN where invalid (not positive, or outside the searched range)."""
+        the input images, NaN where invalid (not positive, or outside the searched range).
+
+        ``deadline`` (time.monotonic() s): an incremental network runs its next stage only while
+        that stage's measured duration still ends before it; ``last_stage`` says which answered."""
         left, right = check_pair(left, right)
         sm = self.size_map(left.shape[:2])
         left_net, right_net = sm.to_network(left), sm.to_network(right)
@@ -153,10 +212,28 @@ class StereoEstimator:
             disparity = self._opencv.disparity(left_net, right_net)
             low, high = self._opencv.min_disparity, self._opencv.max_disparity
         else:
-            disparity = self._net.disparity(left_net, right_net, self._stages)
+            disparity = self._net.disparity(left_net, right_net, self._stages, deadline)
             low, high = self._net.min_disparity, self._net.max_disparity or sm.padded_size[1]
         self._scale_x, self._padded_width = sm.scale_x, sm.padded_size[1]
-        disparity = sm.from_network(mask_invalid(disparity, low, high))
+        self._last = (sm, left_net, right_net, mask_invalid(disparity, low, high))
+        disparity = sm.from_network(disparity)
         if sm.scale_x != 1.0:
             disparity = disparity * np.float32(1.0 / sm.scale_x)
         return disparity
+
+    def confidence(self, left_right: bool = True) -> np.ndarray:
+        """(H, W) float32 confidence in [0, 1] of the last call's disparity (0 where invalid): for
+        networks the agreement of the first and last stage run, for OpenCV matchers left-right
+        consistency; all 0 for a pair that carries no stereo information, ``warning`` then says
+        why (see :mod:`depth_ros.inference.confidence`). Costs a few ms; for OpenCV
+        ``left_right`` False skips the check's second matching (then 1 where valid)."""
+        if self._last is None:
+            raise EstimatorError('confidence() describes the last call: call the estimator first')
+        sm, left_net, right_net, disparity = self._last
+        grey_l, grey_r = to_grey(left_net), to_grey(right_net)
+        if self._opencv:
+            right = self._opencv.right_disparity(left_net, right_net) if left_right else disparity
+            conf, self.warning = matcher_confidence(grey_l, grey_r, disparity, right, left_right)
+        else:
+            conf, self.warning = network_confidence(grey_l, grey_r, self._net.outputs)
+        return sm.from_network(conf)

@@ -17,23 +17,31 @@ Publishes, every message with the left image's header (stamp and frame_id):
 - ``depth/camera_info``: the left camera_info for exactly that resolution;
 - ``points``: organized PointCloud2 (xyz, + 'rgb' from the left image with ``points_rgb``) in
   the left optical frame, NaN where the depth is invalid;
-- ``/diagnostics``: rates, latency, node overhead, drops, errors, model and backend.
+- ``confidence``: 32FC1 in [0, 1], same size and header as depth/image: how much each pixel's
+  disparity can be trusted (AnyNet: agreement of its first and last stage run; OpenCV: left-right
+  consistency while this topic has subscribers). Pixels below ``confidence_threshold`` are
+  invalid in every output; a pair without stereo information (covered lens, dead camera, blank
+  or unrelated views) scores 0 everywhere and is reported as a WARN;
+- ``/diagnostics``: rates, latency, node overhead, drops, errors, model and backend, and for
+  anytime networks the share of frames each stage answered (``latency_budget_ms``).
 
 Bad input (encodings, sizes, calibration, unsynchronized stamps) is reported (throttled, in the
 log and in /diagnostics) and skipped; a model that fails to load falls back to opencv_sgbm.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from stereo_msgs.msg import DisparityImage
 
 from .. import geometry, msgs
 from ..inference import StereoEstimator, opencv_stereo
-from .base import DepthNode, FrameError
+from .base import DepthNode, Frame, FrameError
 from .common import run_node
-from .diagnostics import ERROR
+from .diagnostics import ERROR, WARN
 from .sync import Synchronizer
 
 INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
@@ -68,12 +76,23 @@ class StereoDepthNode(DepthNode):
 
     def __init__(self, **kwargs: Any) -> None:
         self._sync: Synchronizer | None = None
+        self._received = 0.0  # time.monotonic() of the frame being processed
+        self._after_estimate = 0.005  # s, smoothed time from the estimator's answer to the last publish
+        self._stage_counts: dict[int, int] = {}
         super().__init__('stereo_depth_node', default_model=DEFAULT_MODEL, max_depth=20.0, **kwargs)
 
     def declare_specific(self) -> None:
         p = self.params
         p.declare('stages', 0, 'Stages of an anytime network (AnyNet: 1-3, 4 = with SPN refinement) to run; '
                   '0: all. Fewer is faster and coarser.', range=(0, 4))
+        p.declare('latency_budget_ms', 0.0, "Anytime networks: per frame, run stages while the next one's "
+                  "measured duration still fits in this budget (ms, from the input's receipt, leaving time "
+                  'to publish) and publish the best finished one (stage 1 always runs; /diagnostics gives '
+                  "the share of frames each stage answered). 0: off, 'stages' decides.", range=(0.0, 10000.0))
+        p.declare('confidence_threshold', 0.01, 'Pixels whose confidence (topic confidence, 0..1) is below '
+                  'this are invalid in disparity, depth and points (AnyNet: 0.01 drops stages that moved by '
+                  'more than ~9 px; pairs without stereo information score 0). 0: keep every pixel.',
+                  range=(0.0, 1.0))
         p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the '
                   'pixels to match); outputs stay at the input resolution.', range=(0.1, 2.0))
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
@@ -92,9 +111,10 @@ class StereoDepthNode(DepthNode):
 
     def extra_publishers(self, qos: Any) -> None:
         self.disparity_pub = self.create_publisher(DisparityImage, 'disparity', qos)
+        self.confidence_pub = self.create_publisher(Image, 'confidence', qos)
 
     def output_publishers(self) -> list[Any]:
-        return super().output_publishers() + [self.disparity_pub]
+        return super().output_publishers() + [self.disparity_pub, self.confidence_pub]
 
     # --- estimator -------------------------------------------------------------------------
     @staticmethod
@@ -152,15 +172,52 @@ class StereoDepthNode(DepthNode):
             raise FrameError('baseline', f'{self.resolve_topic_name("right/camera_info")}: P[3] = {right_info.p[3]} '
                              f'gives a negative baseline ({baseline:.4f} m): are left and right swapped? '
                              'frame skipped')
-        disparity = self.estimate(rgb, rgb_right)
-        sent = 0
+        budget = self.params.get('latency_budget_ms')
+        deadline = self._received + budget / 1e3 - self._after_estimate if budget else None
+        disparity = self.estimate(rgb, rgb_right, deadline=deadline)
+        t_answer = time.perf_counter()
+        sent = self._confidence(disparity, left.header)
         if self.outputs.wanted(self.disparity_pub, self.lazy.lazy):
             est = self.estimator
             msg = msgs.disparity_image(disparity, left.header, k[0, 0], baseline, est.min_disparity,
                                        est.max_disparity, est.delta_d, invalid=est.min_disparity - 1.0)
             sent += self.outputs.publish_message(self.disparity_pub, msg)
         depth = self.outputs.depth_from_disparity(disparity, k[0, 0], baseline)
-        return sent + self.outputs.publish(depth, rgb, left_info, k, left.header, self.lazy.lazy)
+        sent += self.outputs.publish(depth, rgb, left_info, k, left.header, self.lazy.lazy)
+        took = time.perf_counter() - t_answer
+        self._after_estimate += 0.2 * (took - self._after_estimate)
+        return sent
+
+    def _run(self, frame: Frame) -> None:
+        self._received = frame.received
+        super()._run(frame)
+
+    def _confidence(self, disparity: np.ndarray, header: Any) -> int:
+        """Confidence of this frame's disparity (timed as estimation): masks ``disparity`` in
+        place below confidence_threshold, reports a pair without stereo information, publishes
+        the map when wanted, counts the stage that answered. Returns the messages published."""
+        est, t0 = self.estimator, time.perf_counter()
+        wanted = self.outputs.wanted(self.confidence_pub, self.lazy.lazy)
+        conf = est.confidence(left_right=wanted)  # OpenCV's left-right check costs a second matching
+        threshold = self.params.get('confidence_threshold')
+        if threshold > 0:
+            np.copyto(disparity, np.float32(np.nan), where=conf < threshold)
+        self._estimator_time += time.perf_counter() - t0
+        if est.warning:
+            self.errors.report('no_information', f'stereo pair without depth information: {est.warning}; '
+                               'confidence 0, no valid depth published', WARN)
+        if est.backend != 'opencv':
+            stage = est.last_stage
+            self._stage_counts[stage] = self._stage_counts.get(stage, 0) + 1
+            total = sum(self._stage_counts.values())
+            self.diagnostics.info['stage answered (share of frames)'] = ', '.join(
+                f'{k}: {100 * n / total:.0f} %' for k, n in sorted(self._stage_counts.items()))
+            self.diagnostics.info['stage answered (last frame)'] = str(stage)
+        if not wanted:
+            return 0
+        step = self.settings.decimation
+        conf = np.ascontiguousarray(geometry.decimate(conf, step)) if step > 1 else conf
+        return self.outputs.publish_message(self.confidence_pub, msgs.array_to_image(conf, '32FC1', header))
 
     # --- parameters ------------------------------------------------------------------------
     def validate_specific(self, changes: dict[str, Any], values: dict[str, Any]) -> str | None:
