@@ -17,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from depth_ros import msgs
 from depth_ros.nodes.camera_source import CameraSource
-from depth_ros.sources import Calibration, FileSource, SourceError, SyntheticSource
+from depth_ros.frame_sources import Calibration, FileSource, SourceError, SyntheticSource
 from ros_harness import context_fixture  # noqa: F401 (the context fixture)
 
 STEREO_TOPICS = ['left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info',

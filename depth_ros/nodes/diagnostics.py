@@ -150,11 +150,6 @@ class Diagnostics:
         with self._lock:
             return list(self._latency), list(self._overhead)
 
-    def overhead_ms(self) -> float:
-        """Median node overhead (ms) over the recent frames (NaN before the first)."""
-        v = self.timings()[1]
-        return 1e3 * float(np.median(v)) if v else float('nan')
-
     def status(self) -> DiagnosticStatus:
         """The current status message."""
         level, message = OK, 'ok'
