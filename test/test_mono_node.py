@@ -79,8 +79,11 @@ def test_camera_info_handling_and_decimation(make_rig, tiny_model):
     rig = make_rig(model=tiny_model)
     problems = rig.node.errors.problems
     wait_until(lambda: rig.send() and 'camera_info' in problems, period=0.2)
-    assert 'no camera_info received on /camera_info' in problems['camera_info'].message
+    assert 'waiting for camera_info on /camera_info' in problems['camera_info'].message
     assert rig.probe.count('depth/image') == 0
+    # issue 12: a wait is not an error (the default demo reported 'errors 1' for it)
+    values = {kv.key: kv.value for kv in rig.node.diagnostics.status().values}
+    assert values['errors'] == '0' and values['last error'] == '', values
     zero = camera_info(W, H, 0.0, frame_id=FRAME)
     zero.p = [0.0] * 12
     unsupported = Image(height=H, width=W, encoding='mono16x', step=2 * W, data=bytes(2 * W * H))

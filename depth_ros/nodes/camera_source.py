@@ -23,7 +23,9 @@ from std_msgs.msg import Header
 
 from .. import msgs
 from ..frame_sources import Camera, FileSource, Frame, SourceError, SyntheticSource
-from .common import ERROR, Diagnostics, ErrorReporter, ParameterSet, declare_qos, run_node
+from .diagnostics import ERROR, Diagnostics, ErrorReporter
+from .params import ParameterSet, declare_qos
+from .runtime import guarded, run_node
 
 SOURCES = ('synthetic', 'folder', 'video')
 OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)  # x, y, z, w: camera_link (x fwd, z up) -> optical
@@ -101,7 +103,7 @@ class CameraSource(Node):
         self.pubs = {t: self.create_publisher(CameraInfo if t.endswith('info') else Image, t, qos) for t in topics}
         self.published = 0
         self._ended = False
-        self.timer = self.create_timer(1.0 / rate, self._tick)
+        self.timer = self.create_timer(1.0 / rate, guarded(self, self._tick))
         self._broadcast_tf(cam.baseline)
         self.get_logger().info(f'{kind} source{" " + path if path else ""}: {cam.width}x{cam.height} '
                                f'{"stereo" if self.source.stereo else "mono"} at {rate:g} Hz on '
@@ -111,7 +113,7 @@ class CameraSource(Node):
         if 'rate' in changes:
             self.timer.cancel()
             self.destroy_timer(self.timer)
-            self.timer = self.create_timer(1.0 / changes['rate'], self._tick)
+            self.timer = self.create_timer(1.0 / changes['rate'], guarded(self, self._tick))
         self.loop = changes.get('loop', self.loop)
 
     def _broadcast_tf(self, baseline: float) -> None:

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from .. import geometry, msgs
-from .common import ParameterSet
+from .params import ParameterSet
 from .diagnostics import ErrorReporter
 
 class CloudFiller:

@@ -32,8 +32,8 @@ from stereo_msgs.msg import DisparityImage
 from .. import geometry, msgs
 from ..inference import StereoEstimator, opencv_stereo
 from .base import DepthNode, FrameError
-from .common import run_node
 from .diagnostics import ERROR
+from .runtime import run_node
 from .sync import Synchronizer
 
 INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
@@ -63,6 +63,7 @@ class StereoDepthNode(DepthNode):
     """Rectified stereo pair in; disparity, depth, camera_info and points out."""
 
     RELOAD_EXTRA = ('input_scale',)
+    INPUT_PAIRS = (('left/image_rect', 'left/camera_info'), ('right/image_rect', 'right/camera_info'))
     MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
                   'that fails to load falls back to opencv_sgbm.')
 
@@ -127,7 +128,8 @@ class StereoDepthNode(DepthNode):
         self._sync = Synchronizer(
             self, INPUTS, self.on_input, qos=self.input_qos, queue_size=self.params.get('queue_size'),
             approximate=self.params.get('approximate_sync'), slop=self.params.get('slop'),
-            on_unsynchronized=lambda message: self.errors.report('sync', message))
+            on_unsynchronized=lambda message: self.errors.report('sync', message), on_rejected=self.reject_input,
+            on_message=lambda i, msg: self.input_watch.seen(self._sync.topics[i], msg))
 
     def unsubscribe(self) -> None:
         if self._sync is not None:
@@ -136,8 +138,8 @@ class StereoDepthNode(DepthNode):
 
     def process(self, frame: tuple[Any, ...]) -> int:
         left, left_info, right, right_info = frame
-        rgb = self.check_input(lambda: msgs.image_to_rgb8(left), 'encoding', 'left/image_rect')
-        rgb_right = self.check_input(lambda: msgs.image_to_rgb8(right), 'encoding', 'right/image_rect')
+        rgb = self.rgb_input(left, 'left/image_rect')
+        rgb_right = self.rgb_input(right, 'right/image_rect')
         h, w = rgb.shape[:2]
         if rgb_right.shape != rgb.shape:
             raise FrameError('size', f'left image {self.resolve_topic_name("left/image_rect")} is {w}x{h} but '
