@@ -95,6 +95,12 @@ def test_default_model_is_the_trained_anynet_with_spn(rig, scene):
     assert all(r.successful for r in rig.set(stages=1))
     rel1, _ = _relative_error(as_array(rig.frame(['depth/image'])['depth/image']), scene)
     assert rig.node.estimator.stages == 1 and np.nanmedian(rel1[visible]) > 2 * np.median(rel[visible])
+    # issue 12: switching to a model without stages was refused while stages was not 0
+    assert all(r.successful for r in rig.set(stages=2))
+    assert all(r.successful for r in rig.set(model='opencv_bm'))
+    assert rig.node.estimator.name == 'opencv_bm' and rig.node.params.get('stages') == 2
+    assert all(r.successful for r in rig.set(stages=3))  # ignored by a one-stage model
+    assert not rig.set(stages=5)[0].successful  # out of range still refused
 
 
 def test_outputs_follow_ros_conventions_and_match_ground_truth(rig, scene):
@@ -163,7 +169,6 @@ def test_runtime_parameter_changes_take_effect(rig, scene):
         'sgbm.disparity_range': 100,  # not a multiple of 16
         'sgbm.correlation_window_size': 4,  # even
         'sgbm.sgbm_mode': 'fast',
-        'stages': 3,  # opencv_sgbm has one stage
         'model': 'no_such_model',
         'depth_format': 'jpeg',
         'qos_depth': 5,  # read-only
@@ -288,3 +293,20 @@ def test_unloadable_model_falls_back_to_sgbm(ros, scene, tmp_path):
         assert status.level == b'\x02' and 'falling back to opencv_sgbm' in status.message
         assert 'missing.s1.onnx' in status.message and 'sgbm.* parameters are invalid too' in status.message
         StereoRig(node, probe, scene).frame(['depth/image'], small=True)
+
+
+@pytest.mark.parametrize('rig', [{'max_input_pixels': 320 * 240, 'max_depth': 1.0}], indirect=True)
+def test_negative_stamps_huge_images_and_out_of_range_depth_are_said_and_survived(rig):
+    """Issue 12: a full exact-sync set with negative stamps hung the node for good; one huge
+    pair took GBs; depth mostly beyond max_depth was NaN without a word."""
+    errors = rig.node.errors
+    rig.stamp = -10_000_000_000  # every input of the next sets has header.stamp.sec < 0
+    wait_until(lambda: rig.send(small=True) and 'stamp' in errors.problems, period=0.1)
+    assert 'negative' in errors.problems['stamp'].message
+    rig.stamp = time.time_ns()
+    wait_until(lambda: rig.send() and 'size' in errors.problems, period=0.2)  # 640x480 > the limit
+    assert 'more than max_input_pixels (76800)' in errors.problems['size'].message
+    depth = as_array(rig.frame(['depth/image'], small=True)['depth/image'])  # the scene is 1.6-8 m
+    assert np.isnan(depth).mean() > 0.9
+    message = wait_until(lambda: 'range' in errors.problems and errors.problems['range'].message)
+    assert 'max_depth 1.0 m' in message and 'median depth' in message, message

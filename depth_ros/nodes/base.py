@@ -16,7 +16,7 @@ import numpy as np
 from rclpy.node import Node
 
 from ..inference import EstimatorError
-from ..model_card import ModelCardError
+from ..model_card import ModelCardError, shipped_cards
 from ..msgs import image_to_rgb8
 from .diagnostics import ERROR, WARN, Diagnostics, ErrorReporter
 from .inputs import InputWatch, LazySubscriptions
@@ -53,6 +53,8 @@ class DepthNode(Node):
 
     RELOAD_EXTRA: tuple[str, ...] = ()  # parameters besides RELOAD whose change reloads the model
     INPUT_PAIRS: tuple[tuple[str, str], ...] = ()  # (image, camera_info) topics watched by InputWatch
+    KIND = ''  # 'mono' | 'stereo': the model cards this node runs
+    BUILTIN_MODELS: tuple[str, ...] = ()  # models without a card (opencv_*)
     MODEL_HELP = '.'  # end of the model parameter's description
 
     def __init__(self, name: str, *, default_model: str, max_depth: float, **kwargs: Any) -> None:
@@ -70,7 +72,7 @@ class DepthNode(Node):
         self._pending: Any = None
         self.estimator: Any = None
         try:
-            self.set_estimator(self.load(self.param_values()))
+            self.set_estimator(self._load(self.param_values()))
         except LOAD_ERRORS as e:
             self.load_failed(e)
         self.worker: NewestOnlyWorker[Frame] = NewestOnlyWorker(self._run, self._crashed, name=f'{name}_worker')
@@ -142,6 +144,17 @@ class DepthNode(Node):
         """Apply accepted changes of the subclass's own parameters."""
 
     # --- estimator ---------------------------------------------------------------------------
+    def _load(self, values: dict[str, Any]) -> Any:
+        """``load``, with a 'no model named' error listing only the models of this node's kind."""
+        try:
+            return self.load(values)
+        except ModelCardError as e:
+            if not str(e).startswith('no model named'):
+                raise
+        names = [c.name for c in shipped_cards(self.KIND, trained=False)] + list(self.BUILTIN_MODELS)
+        raise ModelCardError(f'no {self.KIND} model named {values["model"]!r}; shipped {self.KIND} models: '
+                             f'{", ".join(names) or "none"}')
+
     def param_values(self) -> dict[str, Any]:
         """Current values of every declared parameter."""
         return {name: self.params.get(name) for name in self.params.specs}
@@ -250,7 +263,7 @@ class DepthNode(Node):
         reason = DepthOutputs.check(values) or self.validate_specific(changes, values)
         if reason is None and any(k in changes for k in RELOAD + self.RELOAD_EXTRA):
             try:
-                self._pending = self.load(values)
+                self._pending = self._load(values)
             except LOAD_ERRORS as e:
                 return f'cannot load model {values["model"]!r}: {e}'
         return reason

@@ -33,6 +33,7 @@ class MonoDepthNode(DepthNode):
 
     RELOAD_EXTRA = ('input_size',)
     INPUT_PAIRS = (('image', 'camera_info'),)
+    KIND = 'mono'
     MODEL_HELP = '. Required: without a loadable model no depth is published.'
 
     def __init__(self, **kwargs: Any) -> None:

@@ -64,6 +64,7 @@ class StereoDepthNode(DepthNode):
 
     RELOAD_EXTRA = ('input_scale',)
     INPUT_PAIRS = (('left/image_rect', 'left/camera_info'), ('right/image_rect', 'right/camera_info'))
+    KIND, BUILTIN_MODELS = 'stereo', OPENCV
     MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
                   'that fails to load falls back to opencv_sgbm.')
 
@@ -74,7 +75,7 @@ class StereoDepthNode(DepthNode):
     def declare_specific(self) -> None:
         p = self.params
         p.declare('stages', 0, 'Stages of an anytime network (AnyNet: 1-3, 4 = with SPN refinement) to run; '
-                  '0: all. Fewer is faster and coarser.', range=(0, 4))
+                  '0: all. Fewer is faster and coarser. Ignored by models with one stage (opencv_*).', range=(0, 4))
         p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the '
                   'pixels to match); outputs stay at the input resolution.', range=(0.1, 2.0))
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
@@ -107,8 +108,12 @@ class StereoDepthNode(DepthNode):
         est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
                               threads=values['threads'], input_scale=values['input_scale'],
                               sgbm=self._sgbm(values) if model in OPENCV else None)
-        if values['stages']:
-            est.stages = values['stages']
+        stages = values['stages']
+        if stages in est.available_stages:
+            est.stages = stages
+        elif stages:  # a model without these stages (opencv_*: one) runs all it has
+            self.get_logger().info(f'model {est.name} runs {est.available_stages} stage(s): stages {stages} is '
+                                   'ignored for it')
         return est
 
     def load_failed(self, error: Exception) -> None:
@@ -173,8 +178,8 @@ class StereoDepthNode(DepthNode):
                 StereoEstimator(method, sgbm=self._sgbm(values))
             except ValueError as e:
                 return str(e)
-        stages = changes.get('stages')
-        if stages and 'model' not in changes and stages not in self.estimator.available_stages:
+        stages, available = changes.get('stages'), self.estimator.available_stages
+        if stages and 'model' not in changes and len(available) > 1 and stages not in available:
             return (f'model {self.estimator.name} runs {self.estimator.available_stages} stage(s), '
                     f'not {stages}')
         return None
@@ -185,7 +190,7 @@ class StereoDepthNode(DepthNode):
             est = self.estimator
             if sgbm and est.name in OPENCV:
                 est.set_sgbm(**sgbm)
-            if 'stages' in changes:
+            if 'stages' in changes and len(est.available_stages) > 1:  # one stage: stages is ignored
                 est.stages = changes['stages'] or max(est.available_stages)
 
 
