@@ -42,7 +42,8 @@ class MessageError(ValueError):
 def to_bytes(arr: np.ndarray) -> array.array:
     """Fast message data from an array (C-contiguous copy if needed)."""
     data = array.array('B')
-    data.frombytes(np.ascontiguousarray(arr).data.cast('B'))
+    if arr.size:  # an empty array's memoryview cannot be cast
+        data.frombytes(np.ascontiguousarray(arr).data.cast('B'))
     return data
 
 
