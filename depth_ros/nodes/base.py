@@ -1,10 +1,11 @@
 """``DepthNode``: what the stereo and mono depth nodes share.
 
-Parameters (model, backend, providers, threads, outputs, lazy, output and input QoS) with
-run-time validation, estimator loading (a failure is logged, shown in /diagnostics and handed to
-the subclass, which may fall back), lazy input subscription, the newest-only worker thread that
-runs the estimator and publishes, throttled problem reports and the node-overhead timer
-(everything except the estimator call, reported in /diagnostics)."""
+Parameters (model, backend, providers, threads, outputs, max_input_pixels, lazy, output and input
+QoS; declared in one place, ``_declare_parameters``) with run-time validation, estimator loading
+(a failure is logged, shown in /diagnostics and handed to the subclass, which may fall back),
+lazy input subscription, input checks (stamps, size limit) and the DDS watch, the newest-only
+worker thread that runs the estimator and publishes, throttled problem reports and the
+node-overhead timer (everything except the estimator call, reported in /diagnostics)."""
 from __future__ import annotations
 
 import threading
@@ -32,7 +33,8 @@ LOAD_ERRORS = (ModelCardError, EstimatorError, ValueError, OSError, ImportError,
 
 
 class FrameError(Exception):
-    """A frame that cannot be used; ``message`` names the cause and the topic."""
+    """A frame that cannot be used; ``message`` names the cause and the topic. ``level`` OK is a
+    wait (e.g. for camera_info), not an error: logged at INFO and not counted."""
 
     def __init__(self, cause: str, message: str, level: int = WARN) -> None:
         super().__init__(message)
