@@ -187,7 +187,8 @@ def _tiny_or_odd(g: Inputs, t: int) -> Messages:
 CLASSES: dict[str, Callable[[Inputs, int], Messages]] = {
     'encoding': _encoding, 'truncated': _truncated, 'oversized_data': _oversized, 'zero_size': _zero_size,
     'huge_size': _huge_size, 'size_mismatch': _size_mismatch, 'intrinsics': _intrinsics, 'baseline': _baseline,
-    'stamps': _stamps, 'negative_stamp': _negative_stamp, 'nan_input': _nan_input, 'blank': _blank, 'tiny_or_odd_size': _tiny_or_odd,
+    'stamps': _stamps, 'negative_stamp': _negative_stamp, 'nan_input': _nan_input, 'blank': _blank,
+    'tiny_or_odd_size': _tiny_or_odd,
 }
 
 

@@ -61,7 +61,8 @@ def test_sigint_shuts_every_node_down_cleanly():
         while not all(p.ready() or p.proc.poll() is not None for p in procs) and time.monotonic() < end:
             time.sleep(0.1)
         time.sleep(2.0)  # frames flow through the nodes
-        assert all(p.proc.poll() is None for p in procs), [(p.name, p.lines) for p in procs if p.proc.poll() is not None]
+        exited = [(p.name, p.lines) for p in procs if p.proc.poll() is not None]
+        assert not exited, exited
         for p in procs:
             p.proc.send_signal(signal.SIGINT)
         time.sleep(0.05)

@@ -118,8 +118,9 @@ class Diagnostics:
     """Publishes one DiagnosticStatus for the node on /diagnostics every ``period`` s: input and
     output rates, latency (input received -> outputs published), node overhead (the frame's
     processing time minus the estimator call and publish(), i.e. conversions), dropped frames,
-    errors, the last problem, and ``info`` (model, backend, trained). Level: ERROR/WARN while a problem was reported in the last ``window`` s or while
-    ``condition`` (a lasting state, e.g. an untrained model) is set, else OK."""
+    errors, the last problem, and ``info`` (model, backend, trained). Level: ERROR/WARN while a
+    problem was reported in the last ``window`` s or while ``condition`` (a lasting state, e.g.
+    an untrained model) is set, else OK; a report at level OK (a wait) shows as the message."""
 
     def __init__(self, node: Node, errors: ErrorReporter, task: str, period: float = 1.0,
                  window: float = 5.0) -> None:
