@@ -334,3 +334,21 @@ def test_onnxruntime_gives_back_the_memory_of_a_large_input():
     after = _rss_mb()
     assert peak - before > 200, (before, peak)  # the large input did take memory
     assert after - before < 0.25 * (peak - before), (before, peak, after)
+
+
+def test_camera_info_without_images_is_diagnosed_within_5_s(rig):
+    """Issue 12: a camera driver with default Fast DDS settings delivers no images to the
+    best-effort input while its camera_info arrives; the node now says so, with both fixes."""
+    rig.frame(['depth/image'], small=True)
+    start = time.monotonic()
+
+    def only_infos():
+        hdr = header(time.time_ns(), LEFT)
+        for topic, tx in (('left/camera_info', 0.0), ('right/camera_info', -FX / 2 * B)):
+            info = camera_info(W // 2, H // 2, FX / 2, tx, LEFT)
+            info.header = hdr
+            rig.probe.publish(topic, info)
+        return rig.node.errors.problems.get('input_qos')
+    problem = wait_until(only_infos, timeout=8.0, period=0.1)
+    assert time.monotonic() - start < 6.0  # 3 s of silence + a 1 s check (the issue: 5 s), + CI slack
+    assert 'no image on /left/image_rect' in problem.message and 'input_reliability:=reliable' in problem.message
