@@ -199,8 +199,8 @@ class Synchronizer:
         stamps = ', '.join(f'{topic} {r[-1] * 1e-9:.6f}' for topic, r in zip(self.topics, recent))
         return (f'inputs are not synchronized: no set of messages {self.tolerance} in the last '
                 f'{max(since)} messages; latest stamps: {stamps}; the closest stamps of all inputs differ by '
-                f'{closest_spread(recent) * 1e-6:.1f} ms. Use approximate_sync with a slop for cameras that '
-                'are not hardware-synchronized')
+                f'{closest_spread(recent) * 1e-6:.1f} ms (lost messages look the same). Use approximate_sync '
+                'with a slop for cameras that are not hardware-synchronized')
 
     def destroy(self) -> None:
         """Unsubscribe every input."""
