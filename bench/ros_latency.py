@@ -245,7 +245,8 @@ def run_cases(args: argparse.Namespace, tmp: Path) -> str:
             bare = bare_times(kind, model, frames, fx, max(args.frames, 20))
             rate = float(np.clip(0.5 / np.percentile(bare, 90), 1.0, 10.0))
             if kind not in floors:
-                echo = [sys.executable, __file__, '--echo', kind, '--width', str(args.width), '--height', str(args.height)]
+                echo = [sys.executable, __file__, '--echo', kind,
+                        '--width', str(args.width), '--height', str(args.height)]
                 floors[kind] = measure(source, recorder, echo, rate, args.frames)
             node = [sys.executable, '-m', f'depth_ros.nodes.{kind}', '--ros-args', '-p', f'model:={model}']
             e2e, delivered = measure(source, recorder, node, rate, args.frames)

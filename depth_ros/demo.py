@@ -38,7 +38,7 @@ from rclpy.parameter import Parameter
 from . import geometry, msgs, viz
 from .demo_monitor import KEEP, WARMUP, Monitor, Output, Stamp, accuracy, percentiles_ms, rate
 from .model_card import ModelCardError, shipped_cards
-from .sources import SourceError
+from .frame_sources import SourceError
 
 LOOP_FRAMES = 16    # synthetic frames rendered before the run (played back and forth)
 SHORT = WARMUP + 3  # fewer depth images than this: the node's row is flagged

@@ -11,7 +11,7 @@ Conventions (ROS REP 103 / REP 118, sensor_msgs/CameraInfo):
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -25,18 +25,13 @@ def _check_focal_baseline(fx: float, baseline: float) -> None:
 
 
 def disparity_to_depth(disparity: np.ndarray, fx: float, baseline: float) -> np.ndarray:
-    """Depth (m, float32, same shape) = fx * B / d; NaN where d <= 0 or not finite."""
+    """Depth (m, float32, same shape) = fx * B / d; NaN where d <= 0 or not finite. The map is
+    its own inverse: disparity (px) = ``disparity_to_depth(depth, fx, B)``."""
     _check_focal_baseline(fx, baseline)
     d = np.asarray(disparity, dtype=np.float32)
     with np.errstate(divide='ignore', invalid='ignore'):
         depth = np.float32(fx * baseline) / d
-    depth[~(d > 0) | ~np.isfinite(depth) | ~np.isfinite(d)] = np.nan
-    return depth
-
-
-def depth_to_disparity(depth: np.ndarray, fx: float, baseline: float) -> np.ndarray:
-    """Disparity (px, float32, same shape) = fx * B / Z; NaN where Z <= 0 or not finite."""
-    return disparity_to_depth(depth, fx, baseline)  # the map is its own inverse
+    return mask_invalid(depth)  # d <= 0 gives inf or a negative depth; NaN stays NaN
 
 
 def baseline_from_projection(p_right: np.ndarray | list[float]) -> float:
@@ -46,7 +41,7 @@ def baseline_from_projection(p_right: np.ndarray | list[float]) -> float:
     if not (np.isfinite(fx) and fx > 0):
         raise ValueError(f'right camera_info has no valid focal length (P[0]={fx})')
     if not np.isfinite(tx) or tx == 0:
-        raise ValueError('right camera_info has no baseline: P[3] (Tx = -fx*B) is 0; '
+        raise ValueError(f'right camera_info has no baseline: P[3] (Tx = -fx*B) is {tx}; '
                          'is it the rectified right camera of a calibrated pair?')
     return float(-tx / fx)
 
@@ -105,12 +100,24 @@ def ray_grid(k: np.ndarray, width: int, height: int) -> np.ndarray:
     return rays
 
 
-def clip_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np.inf) -> np.ndarray:
-    """Copy of depth (float32) with NaN outside [min_depth, max_depth] and where not positive."""
-    d = np.array(depth, dtype=np.float32, copy=True)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def mask_invalid(values: np.ndarray, low: float = 0.0, high: float = FLOAT32_MAX) -> np.ndarray:
+    """The one place values become invalid: set to NaN, in place, every value (depth in m or
+    disparity in px, float32) that is not > 0, >= ``low`` and <= ``high`` (NaN and inf
+    included). Returns ``values``."""
     with np.errstate(invalid='ignore'):
-        d[~((d >= min_depth) & (d <= max_depth) & (d > 0))] = np.nan
-    return d
+        valid = (values > 0) & (values >= low) & (values <= min(high, FLOAT32_MAX))
+    np.putmask(values, ~valid, np.float32(np.nan))
+    return values
+
+
+def count_outside(values: np.ndarray, low: float, high: float) -> int:
+    """How many finite values (not NaN or inf) lie outside [low, high]."""
+    with np.errstate(invalid='ignore'):
+        return int(np.count_nonzero((values < low) & np.isfinite(values))
+                   + np.count_nonzero((values > high) & np.isfinite(values)))
 
 
 class Backprojector:

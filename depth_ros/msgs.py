@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -31,7 +32,7 @@ ENCODINGS: dict[str, tuple[type, int]] = {
     'rgba8': (np.uint8, 4), 'bgra8': (np.uint8, 4),
     '32FC1': (np.float32, 1),
 }
-COLOR_ENCODINGS = ('mono8', '8UC1', 'mono16', 'rgb8', 'bgr8', '8UC3', 'rgba8', 'bgra8')
+COLOR_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', 'rgb8', 'bgr8', '8UC3', 'rgba8', 'bgra8')
 
 
 class MessageError(ValueError):
@@ -41,7 +42,8 @@ class MessageError(ValueError):
 def to_bytes(arr: np.ndarray) -> array.array:
     """Fast message data from an array (C-contiguous copy if needed)."""
     data = array.array('B')
-    data.frombytes(np.ascontiguousarray(arr).data.cast('B'))
+    if arr.size:  # an empty array's memoryview cannot be cast
+        data.frombytes(np.ascontiguousarray(arr).data.cast('B'))
     return data
 
 
@@ -73,8 +75,8 @@ def image_to_array(msg: Image) -> np.ndarray:
 
 
 def image_to_rgb8(msg: Image) -> np.ndarray:
-    """Colour or grey Image -> (H, W, 3) uint8 RGB (what the networks take). mono16 is scaled
-    by its maximum to 8 bits."""
+    """Colour or grey Image -> (H, W, 3) uint8 RGB (what the networks take). mono16 / 16UC1
+    (the same layout) are scaled by their maximum to 8 bits."""
     if msg.encoding not in COLOR_ENCODINGS:
         raise MessageError(f'expected a colour or grey image ({", ".join(COLOR_ENCODINGS)}), '
                            f'got {msg.encoding!r}')
@@ -127,28 +129,41 @@ def check_info_matches(info: CameraInfo, width: int, height: int) -> None:
         raise MessageError(f'camera_info is {info.width}x{info.height} but the image is {width}x{height}')
 
 
-def scaled_camera_info(info: CameraInfo, width: int, height: int) -> CameraInfo:
-    """Copy of ``info`` for the same camera resampled to width x height (K and P scaled with the
-    cv2.resize pixel-centre convention; header, distortion and R kept)."""
-    sx, sy = width / info.width, height / info.height
+IDENTITY_R = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def make_camera_info(k: np.ndarray, p: np.ndarray, width: int, height: int, header: Header | None = None,
+                     d: Sequence[float] = (0.0,) * 5, r: Sequence[float] = IDENTITY_R,
+                     distortion_model: str = 'plumb_bob') -> CameraInfo:
+    """The one CameraInfo builder: K (3x3), P (3x4), size (px), header, distortion and R
+    (defaults: a rectified camera, D = 0 plumb_bob and R = I)."""
     out = CameraInfo()
-    out.header = info.header
+    if header is not None:
+        out.header = header
     out.width, out.height = int(width), int(height)
-    out.distortion_model = info.distortion_model
-    out.d = list(info.d)
-    out.r = list(info.r)
-    out.k = geometry.scale_intrinsics(np.asarray(info.k), sx, sy).ravel().tolist()
-    out.p = geometry.scale_projection(np.asarray(info.p), sx, sy).ravel().tolist()
+    out.distortion_model = distortion_model
+    out.d, out.r = [float(v) for v in d], [float(v) for v in r]
+    out.k = np.asarray(k, np.float64).ravel().tolist()
+    out.p = np.asarray(p, np.float64).ravel().tolist()
     return out
+
+
+def decimated_camera_info(info: CameraInfo, factor: int, width: int, height: int, header: Header) -> CameraInfo:
+    """CameraInfo of ``geometry.decimate(image, factor)`` (width x height): K and P exactly as
+    ``geometry.decimate_intrinsics`` (P's Tx, Ty divided too), D and R kept, header replaced."""
+    k = np.asarray(info.k, np.float64).reshape(3, 3)
+    p = np.asarray(info.p, np.float64).reshape(3, 4).copy()
+    if factor > 1:
+        if k[0, 0] > 0:  # an unset (zero) K stays unset
+            k = geometry.decimate_intrinsics(k, factor)
+        if p[0, 0] > 0:
+            p[:, :3] = geometry.decimate_intrinsics(p[:, :3], factor)
+            p[:2, 3] /= factor
+    return make_camera_info(k, p, width, height, header, info.d, info.r, info.distortion_model)
 
 
 _XYZ_FIELDS = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate('xyz')]
 _RGB_FIELD = PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1)
-
-
-def cloud_buffer(height: int, width: int, rgb: bool) -> np.ndarray:
-    """Preallocated (H, W, 3 or 4) float32 buffer laid out as the cloud's points."""
-    return np.empty((height, width, 4 if rgb else 3), np.float32)
 
 
 def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:

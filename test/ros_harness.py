@@ -11,7 +11,8 @@ import threading
 import time
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -191,14 +192,8 @@ def header(stamp_ns: int, frame_id: str) -> Header:
 
 def camera_info(width: int, height: int, fx: float, tx: float = 0.0, frame_id: str = 'cam') -> CameraInfo:
     """Rectified CameraInfo: K = P[:3, :3], principal point at the centre, P[3] = tx."""
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
-    info.header.frame_id = frame_id
-    info.d = [0.0] * 5
-    info.k = [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [fx, 0.0, cx, tx, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
+    k = np.array([[fx, 0.0, (width - 1) / 2], [0.0, fx, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    return msgs.make_camera_info(k, np.hstack([k, [[tx], [0.0], [0.0]]]), width, height, Header(frame_id=frame_id))
 
 
 def image(array: np.ndarray, encoding: str, hdr: Header) -> Any:

@@ -21,7 +21,7 @@ from depth_ros.recordings.cli import bag_main, record_main  # noqa: E402
 from depth_ros.recordings.offline import OfflineNode  # noqa: E402
 from depth_ros.recordings.pairing import Cameras, DiscoveryError, discover, plan_frames  # noqa: E402
 from depth_ros.recordings.record import quaternion, rotation  # noqa: E402
-from depth_ros.sources import SyntheticSource  # noqa: E402
+from depth_ros.frame_sources import SyntheticSource  # noqa: E402
 
 FRAMES = 4
 NS = '/cam'

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from depth_ros import msgs
 from depth_ros.nodes.camera_source import CameraSource
-from depth_ros.sources import Calibration, FileSource, SourceError, SyntheticSource
+from depth_ros.frame_sources import Calibration, FileSource, SourceError, SyntheticSource
 from ros_harness import context_fixture  # noqa: F401 (the context fixture)
 
 STEREO_TOPICS = ['left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info',
@@ -71,7 +71,8 @@ def check_info(info: CameraInfo, image: Image, frame_id: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- fixtures on disk
-def write_calibration(path, k, p, size, d=(0, 0, 0, 0, 0), r=np.eye(3)):
+def write_calibration(path, k, p, size, d=(0, 0, 0, 0, 0), r=None):
+    r = np.eye(3) if r is None else r
     data = {'image_width': size[0], 'image_height': size[1], 'camera_name': path.stem,
             'camera_matrix': {'rows': 3, 'cols': 3, 'data': np.ravel(k).tolist()},
             'distortion_model': 'plumb_bob',

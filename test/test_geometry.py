@@ -65,7 +65,7 @@ def test_backprojector_appends_extra_channels_such_as_packed_colour():
 def test_disparity_depth_round_trip_and_invalid():
     fx, b = 700.0, 0.12
     depth = (1.0 / plane_inverse_depth(K, W, H, NORMAL, 4.0)).astype(np.float32)
-    disp = g.depth_to_disparity(depth, fx, b)
+    disp = g.disparity_to_depth(depth, fx, b)  # its own inverse
     np.testing.assert_allclose(disp, fx * b / depth.astype(np.float64), rtol=1e-6)
     back = g.disparity_to_depth(disp, fx, b)
     assert np.abs(back - depth).max() < 1e-5 * depth.max()
@@ -81,6 +81,9 @@ def test_baseline_from_right_projection():
     assert g.baseline_from_projection(p.ravel().tolist()) == pytest.approx(0.12)
     p[0, 3] = 0.0
     with pytest.raises(ValueError, match='baseline'):
+        g.baseline_from_projection(p)
+    p[0, 3] = np.nan  # issue 12: was reported as "is 0"
+    with pytest.raises(ValueError, match='P.3. .* is nan'):
         g.baseline_from_projection(p)
     p[0, 0] = 0.0
     with pytest.raises(ValueError, match='focal'):
@@ -109,9 +112,11 @@ def test_scale_projection_keeps_baseline():
     assert p2[1, 1] == pytest.approx(175.0) and p2[0, 2] == pytest.approx(159.75)
 
 
-def test_clip_depth_and_ray_grid_validation():
-    d = g.clip_depth(np.array([0.0, 0.3, 1.0, 5.0, 20.0, np.inf], np.float32), 0.5, 10.0)
-    assert np.isnan(d[[0, 1, 4, 5]]).all() and d[2] == 1.0 and d[3] == 5.0
+def test_mask_invalid_count_outside_and_ray_grid_validation():
+    values = np.array([0.0, 0.3, 1.0, 5.0, 20.0, np.inf, -2.0, np.nan], np.float32)
+    assert g.count_outside(values, 0.5, 10.0) == 4  # 0.0, 0.3, -2.0 below; 20.0 above; inf, NaN not counted
+    d = g.mask_invalid(values, 0.5, 10.0)
+    assert d is values and np.isnan(d[[0, 1, 4, 5, 6, 7]]).all() and d[2] == 1.0 and d[3] == 5.0
     with pytest.raises(ValueError, match='intrinsics'):
         g.ray_grid(np.zeros((3, 3)), 4, 4)
 

@@ -2,6 +2,7 @@
 focal scaling of metric depth, camera_info handling, decimation, a missing model, bad input."""
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 
 import numpy as np
@@ -79,8 +80,11 @@ def test_camera_info_handling_and_decimation(make_rig, tiny_model):
     rig = make_rig(model=tiny_model)
     problems = rig.node.errors.problems
     wait_until(lambda: rig.send() and 'camera_info' in problems, period=0.2)
-    assert 'no camera_info received on /camera_info' in problems['camera_info'].message
+    assert 'waiting for camera_info on /camera_info' in problems['camera_info'].message
     assert rig.probe.count('depth/image') == 0
+    # issue 12: a wait is not an error (the default demo reported 'errors 1' for it)
+    values = {kv.key: kv.value for kv in rig.node.diagnostics.status().values}
+    assert values['errors'] == '0' and values['last error'] == '', values
     zero = camera_info(W, H, 0.0, frame_id=FRAME)
     zero.p = [0.0] * 12
     unsupported = Image(height=H, width=W, encoding='mono16x', step=2 * W, data=bytes(2 * W * H))
@@ -108,6 +112,9 @@ def test_missing_model_keeps_running_until_a_valid_one_is_set(make_rig, tiny_mod
     assert rig.node.estimator is None
     status = rig.node.diagnostics.status()
     assert status.level[0] == ERROR and "model 'no_such_model' could not be loaded" in status.message
+    # issue 12: the message listed stereo models as shipped models
+    assert 'shipped mono models: ' in status.message and 'mbv2_fbnet_kd' in status.message
+    assert 'anynet' not in status.message, status.message
     info = camera_info(W, H, FX, frame_id=FRAME)
     wait_until(lambda: rig.send(info=info) and rig.node.errors.problems['model'].count > 1, period=0.2)
     assert 'no model loaded' in rig.node.errors.problems['model'].message
@@ -117,3 +124,53 @@ def test_missing_model_keeps_running_until_a_valid_one_is_set(make_rig, tiny_mod
     assert ok.successful, ok.reason
     rig.frame(['depth/image'], info=info)
     assert rig.node.diagnostics.info['model'] == 'tiny_mono'
+
+
+def test_depth_outside_the_range_and_lost_images_are_said(make_rig, tiny_model):
+    """Issue 12: a long lens pushed ~95 % of the metric depth above max_depth, published as NaN
+    without a word; images lost or late in DDS while camera_info arrives were not diagnosed."""
+    rig = make_rig(model=tiny_model)
+    problems = rig.node.errors.problems
+    long_lens = camera_info(W, H, 1000 * FX, frame_id=FRAME)  # depth scales with fx: far beyond 20 m
+    depth = as_array(rig.frame(['depth/image'], info=long_lens)['depth/image'])
+    assert np.isnan(depth).mean() > 0.5
+    message = wait_until(lambda: 'range' in problems and problems['range'].message)
+    assert '% of the depth image lies outside [min_depth 0.1 m, max_depth 20.0 m]' in message, message
+    # camera_info keeps arriving, images stop: within 5 s the node says why and how to fix it
+    info = camera_info(W, H, FX, frame_id=FRAME)
+
+    def only_info():
+        info.header = header(time.time_ns(), FRAME)
+        rig.probe.publish('camera_info', info)
+        return 'input_qos' in problems and problems['input_qos']
+    problem = wait_until(only_info, timeout=6.0, period=0.1)
+    assert 'no image on /image' in problem.message and 'FASTDDS_BUILTIN_TRANSPORTS' in problem.message
+    assert 'input_reliability:=reliable' in problem.message
+    status = rig.node.diagnostics.status()
+    assert 'no image on /image' in status.message or 'no image on /image' in dict(
+        (kv.key, kv.value) for kv in status.values)['last error']
+
+    def late_images():  # images 3 s older than their camera_info
+        now = time.time_ns()
+        info.header = header(now, FRAME)
+        rig.probe.publish('camera_info', info)
+        rig.probe.publish('image', image(IMAGE, 'rgb8', header(now - 3_000_000_000, FRAME)))
+        return 'after their stamp' in problems['input_qos'].message and problems['input_qos'].message
+    message = wait_until(late_images, timeout=6.0, period=0.1)
+    assert 'images on /image arrive 3.0 s after their stamp' in message, message
+
+
+def test_negative_stamps_and_crashing_callbacks_do_not_take_the_node_down(make_rig, tiny_model):
+    rig = make_rig(model=tiny_model)
+    info = camera_info(W, H, FX, frame_id=FRAME)
+    rig.frame(['depth/image'], info=info)
+    bad = header(0, FRAME)
+    bad.stamp.sec = -3
+    wait_until(lambda: rig.probe.publish('image', image(IMAGE, 'rgb8', bad)) or 'stamp' in rig.node.errors.problems)
+    assert 'negative' in rig.node.errors.problems['stamp'].message
+    on_input = rig.node.on_input
+    rig.node.on_input = lambda *msgs: 1 / 0  # any exception in a callback is caught, logged and counted
+    wait_until(lambda: rig.send(info=info) and 'internal' in rig.node.errors.problems, period=0.2)
+    assert 'ZeroDivisionError' in rig.node.errors.problems['internal'].message
+    rig.node.on_input = on_input
+    rig.frame(['depth/image'], info=info)

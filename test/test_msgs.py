@@ -47,6 +47,14 @@ def test_rgb8_conversion_from_colour_and_grey():
         msgs.image_to_rgb8(msgs.array_to_image(sample('32FC1'), '32FC1'))
 
 
+def test_16uc1_is_read_like_the_identical_mono16():
+    """Issue 12: 16UC1 input was rejected while mono16 (the same bytes) was accepted."""
+    grey = sample('mono16')
+    expected = msgs.image_to_rgb8(msgs.array_to_image(grey, 'mono16'))
+    np.testing.assert_array_equal(msgs.image_to_rgb8(msgs.array_to_image(grey, '16UC1')), expected)
+    assert expected.max() == 255
+
+
 @pytest.mark.parametrize('bad, match', [
     (dict(encoding='yuv422'), 'unsupported image encoding'),
     (dict(step=3), 'step'),
@@ -101,12 +109,15 @@ def camera_info(w=640, h=480, fx=500.0, tx=0.0) -> CameraInfo:
     return info
 
 
-def test_scaled_camera_info_matches_geometry():
+def test_decimated_camera_info_matches_geometry():
     info = camera_info(tx=-500.0 * 0.1)
-    small = msgs.scaled_camera_info(info, 320, 240)
+    info.d = [0.1, 0.0, 0.0, 0.0, 0.0]
+    small = msgs.decimated_camera_info(info, 2, 320, 240, info.header)
     assert (small.width, small.height) == (320, 240) and small.header.frame_id == 'left_optical'
-    np.testing.assert_allclose(np.reshape(small.k, (3, 3)), geometry.scale_intrinsics(info.k, 0.5, 0.5))
-    assert geometry.baseline_from_projection(small.p) == pytest.approx(0.1)
+    np.testing.assert_allclose(np.reshape(small.k, (3, 3)), geometry.decimate_intrinsics(np.reshape(info.k, (3, 3)), 2))
+    assert geometry.baseline_from_projection(small.p) == pytest.approx(0.1) and small.d[0] == 0.1
+    same = msgs.decimated_camera_info(info, 1, 640, 480, info.header)
+    assert list(same.k) == list(info.k) and list(same.p) == list(info.p) and list(same.r) == list(info.r)
 
 
 def test_camera_matrix_validation():

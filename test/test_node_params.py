@@ -7,7 +7,7 @@ import pytest
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 
-from depth_ros.nodes.common import ParameterSet
+from depth_ros.nodes.params import ParameterSet
 from depth_ros.nodes.mono import MonoDepthNode
 from depth_ros.nodes.stereo import StereoDepthNode
 from ros_harness import overrides, spinning, wait_until

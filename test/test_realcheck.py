@@ -75,7 +75,8 @@ def test_full_check_reports_every_shipped_model(check):
     for metrics in result['mono'].values():
         assert 0.0 < metrics['const_absrel'] < 0.5 and 0.0 < metrics['rows_ssi_absrel'] < 0.5
     entries = realcheck.card_entries(result, samples[:1], rig)
-    assert set(entries) == {c.split(' ')[0] for c in result['stereo'] if not c.startswith('opencv')} | set(result['mono'])
+    networks = {c.split(' ')[0] for c in result['stereo'] if not c.startswith('opencv')}
+    assert set(entries) == networks | set(result['mono'])
     assert entries['anynet_spn8']['metrics'] == result['stereo']['anynet_spn8 s4']
     assert set(entries['anynet_spn8']['stages']) == {'1', '2', '3', '4'}
     assert '| opencv_sgbm |' in realcheck.markdown(result, 1)

@@ -55,10 +55,12 @@ def test_photo_textures_and_narrow_lenses(tmp_path):
     look = Look(hfov=(15.0, 20.0), textures=str(tmp_path / 'bank'), photo_prob=1.0)
     plain = open_reader('rendered', str(render_dataset(tmp_path / 'p', 'mono', 8, (48, 64), seed=2, workers=1,
                                                        look=Look(hfov=(15.0, 20.0)))))
-    photos = open_reader('rendered', str(render_dataset(tmp_path / 't', 'mono', 8, (48, 64), seed=2, workers=1, look=look)))
+    photos = open_reader('rendered', str(render_dataset(tmp_path / 't', 'mono', 8, (48, 64), seed=2, workers=1,
+                                                        look=look)))
     for reader in (plain, photos):
         fx = np.array([reader[i]['fx'] for i in range(8)])
-        assert (0.5 * 64 / np.tan(np.radians(10.0)) - 0.1 <= fx).all() and (fx <= 0.5 * 64 / np.tan(np.radians(7.5)) + 0.1).all()
+        low, high = 0.5 * 64 / np.tan(np.radians(10.0)), 0.5 * 64 / np.tan(np.radians(7.5))
+        assert (low - 0.1 <= fx).all() and (fx <= high + 0.1).all()
     assert not np.array_equal(plain[0]['image'], photos[0]['image'])
     with pytest.raises(SystemExit):
         main(['stereo'])                                   # no output folder

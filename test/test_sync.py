@@ -83,7 +83,7 @@ def test_synchronizer_over_dds(ros, use_message_filters):
     sets, problems = [], []
     s = Synchronizer(node, [(CameraInfo, 'a'), (CameraInfo, 'b')], lambda *m: sets.append(m), qos=RELIABLE,
                      queue_size=3, approximate=True, slop=0.005, on_unsynchronized=problems.append,
-                     use_message_filters=use_message_filters)
+                     use_message_filters=use_message_filters, grace=0.0)
     assert s.backend == ('message_filters' if use_message_filters else 'fallback')
     with spinning(node, probe):
         probe.advertise('a', CameraInfo)
@@ -97,7 +97,8 @@ def test_synchronizer_over_dds(ros, use_message_filters):
             probe.publish('a', _info(2000 + 100 * k))
             probe.publish('b', _info(2050 + 100 * k))
         msg = wait_until(lambda: problems and problems[-1])
-        assert 'not synchronized' in msg and '/a 2.' in msg and '/b 2.' in msg and ' ms)' in msg, msg
+        assert 'not synchronized' in msg and '/a 2.' in msg and '/b 2.' in msg, msg
+        assert 'differ by 50.0 ms' in msg, msg  # the offset, not the latest stamps' spread (issue 12: 150 ms)
         assert len(sets) == 1
         for k in range(10):  # b silent
             probe.publish('a', _info(3000 + 100 * k))
@@ -105,6 +106,41 @@ def test_synchronizer_over_dds(ros, use_message_filters):
         assert len(sets) == 1
         s.destroy()
         wait_until(lambda: node.count_subscribers('a') == 0)
+
+
+@pytest.mark.parametrize('use_message_filters', [True, False], ids=['message_filters', 'fallback'])
+@pytest.mark.parametrize('approximate', [True, False], ids=['approximate', 'exact'])
+def test_negative_stamps_are_rejected_before_the_synchronizer(ros, use_message_filters, approximate):
+    """Issue 12: a negative stamp made message_filters raise in the callback (holding its lock);
+    spin() re-raised it and the node died (or hung, with an exact set). Now it is rejected."""
+    if use_message_filters:
+        require('message_filters')
+    tag = f'{int(use_message_filters)}{int(approximate)}'
+    node = rclpy.create_node(f'sync_neg_{tag}')
+    probe = Probe(f'sync_neg_probe_{tag}')
+    sets, rejected = [], []
+    s = Synchronizer(node, [(CameraInfo, 'a'), (CameraInfo, 'b')], lambda *m: sets.append(m), qos=RELIABLE,
+                     queue_size=3, approximate=approximate, slop=0.005, on_rejected=rejected.append,
+                     use_message_filters=use_message_filters)
+    with spinning(node, probe) as executor:
+        probe.advertise('a', CameraInfo)
+        probe.advertise('b', CameraInfo)
+        wait_until(lambda: all(sub.get_publisher_count() for sub in s._subscriptions))
+        bad = _info(1000)
+        bad.header.stamp.sec = -5
+        probe.publish('a', bad)
+        probe.publish('b', bad)
+        wait_until(lambda: len(rejected) == 2)
+        assert 'negative' in rejected[0] and '/a' in rejected[0] + rejected[1], rejected
+        probe.publish('a', _info(2000))  # the next good set still goes through
+        probe.publish('b', _info(2000))
+        wait_until(lambda: sets)
+        assert executor.context.ok() and not sets[0][0].header.stamp.sec < 0
+
+
+def test_closest_spread_is_the_offset_between_inputs():
+    assert sync.closest_spread([[0, 100, 200], [5, 105], [3, 203]]) == 5 * 1
+    assert sync.closest_spread([[0, 100 * MS], [205 * MS]]) == 105 * MS
 
 
 def test_fallback_is_used_without_message_filters(ros, monkeypatch):

@@ -45,7 +45,8 @@ def test_photo_sampling_hits_texels_and_mip_levels():
     np.testing.assert_allclose(fine, images[1] / 255.0, atol=1e-5)                 # level 0 at texel centres
     coarse = np.stack(photo_color(bank, np.zeros(u.shape, np.float32), u + 3.0, v - 2.0,
                                   np.full(u.shape, 1.0, np.float32)), -1)            # one photo per pixel, repeated
-    np.testing.assert_allclose(coarse, np.broadcast_to(images[0].reshape(-1, 3).mean(0) / 255.0, coarse.shape), atol=2e-3)
+    mean = images[0].reshape(-1, 3).mean(0) / 255.0
+    np.testing.assert_allclose(coarse, np.broadcast_to(mean, coarse.shape), atol=2e-3)
 
 
 def _photo_plane_scene(bank: PhotoBank):

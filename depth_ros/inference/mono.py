@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry import mask_invalid
 from ..model_card import ModelCardError
 from .images import EstimatorError, TensorMaker, check_image
 from .loading import check_backend, load_network
 from .opencv_stereo import METHODS
-from .sizing import SizeMap, mask_invalid, size_map
+from .sizing import SizeMap, size_map
 
 QUANTITIES = ('depth', 'inverse_depth')
 

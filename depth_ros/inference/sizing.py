@@ -84,12 +84,3 @@ def size_map(image_size: Size, net_size: Size, *, multiple_of: int = 1, out_size
     return SizeMap(tuple(image_size), tuple(net_size), padded, tuple(out_size or image_size), float(output_scale))
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def mask_invalid(values: np.ndarray, low: float = 0.0, high: float = FLOAT32_MAX) -> np.ndarray:
-    """Set to NaN, in place, every value that is not > 0, >= ``low`` and <= ``high`` (NaN and inf
-    included). Returns ``values``."""
-    valid = (values > 0) & (values >= low) & (values <= min(high, FLOAT32_MAX))
-    np.putmask(values, ~valid, np.float32(np.nan))
-    return values

@@ -12,12 +12,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..geometry import mask_invalid
 from .confidence import matcher_confidence, network_confidence
 from .images import EstimatorError, TensorMaker, check_pair, to_grey
 from .loading import LoadedModel, check_backend, check_threads, load_network
 from .opencv_stereo import DISP_SCALE, METHODS, OpenCVStereo
 from .runners import Runner
-from .sizing import SizeMap, mask_invalid, scaled_size, size_map
+from .sizing import SizeMap, scaled_size, size_map
 
 log = logging.getLogger('depth_ros')
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import List
 
 import torch
 import torch.nn as nn
@@ -153,7 +152,7 @@ def _scan(x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor)
     """h[t] = x[t] + g1[t] h[t-1] shifted down + g2[t] h[t-1] + g3[t] h[t-1] shifted up.
     All (T, N, R): scan axis first, rows last; x is already weighted by 1 - g1 - g2 - g3."""
     h = x[0]
-    outs: List[torch.Tensor] = [h]
+    outs: list[torch.Tensor] = [h]
     for t in range(1, x.size(0)):
         h = _step(h, x[t], g1[t], g2[t], g3[t])
         outs.append(h)

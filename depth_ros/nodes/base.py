@@ -1,33 +1,41 @@
 """``DepthNode``: what the stereo and mono depth nodes share.
 
-Parameters (model, backend, providers, threads, outputs, lazy, output and input QoS) with
-run-time validation, estimator loading (a failure is logged, shown in /diagnostics and handed to
-the subclass, which may fall back), lazy input subscription, the newest-only worker thread that
-runs the estimator and publishes, throttled problem reports and the node-overhead timer
-(everything except the estimator call, reported in /diagnostics)."""
+Parameters (model, backend, providers, threads, outputs, max_input_pixels, lazy, output and input
+QoS; declared in one place, ``_declare_parameters``) with run-time validation, estimator loading
+(a failure is logged, shown in /diagnostics and handed to the subclass, which may fall back),
+lazy input subscription, input checks (stamps, size limit) and the DDS watch, the newest-only
+worker thread that runs the estimator and publishes, throttled problem reports and the
+node-overhead timer (everything except the estimator call, reported in /diagnostics)."""
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from rclpy.node import Node
 
 from ..inference import EstimatorError
-from ..model_card import ModelCardError
-from .common import (LazySubscriptions, NewestOnlyWorker, ParameterSet, declare_input_qos, declare_qos,
-                     forward_python_logging)
+from ..model_card import ModelCardError, shipped_cards
+from ..msgs import image_to_rgb8
 from .diagnostics import ERROR, WARN, Diagnostics, ErrorReporter
+from .inputs import InputWatch, LazySubscriptions
 from .outputs import DepthOutputs
+from .params import ParameterSet, declare_input_qos, declare_qos
+from .runtime import forward_python_logging
+from .sync import stamp_problem
+from .worker import NewestOnlyWorker
 
 RELOAD = ('model', 'backend', 'providers', 'threads')  # + the subclass's RELOAD_EXTRA
+MAX_INPUT_PIXELS = 4096 * 2160  # default of max_input_pixels: 4K UHD
 LOAD_ERRORS = (ModelCardError, EstimatorError, ValueError, OSError, ImportError, RuntimeError)
 
 
 class FrameError(Exception):
-    """A frame that cannot be used; ``message`` names the cause and the topic."""
+    """A frame that cannot be used; ``message`` names the cause and the topic. ``level`` OK is a
+    wait (e.g. for camera_info), not an error: logged at INFO and not counted."""
 
     def __init__(self, cause: str, message: str, level: int = WARN) -> None:
         super().__init__(message)
@@ -47,6 +55,9 @@ class DepthNode(Node):
     and may extend ``extra_publishers``, ``validate_specific`` and ``apply_specific``."""
 
     RELOAD_EXTRA: tuple[str, ...] = ()  # parameters besides RELOAD whose change reloads the model
+    INPUT_PAIRS: tuple[tuple[str, str], ...] = ()  # (image, camera_info) topics watched by InputWatch
+    KIND = ''  # 'mono' | 'stereo': the model cards this node runs
+    BUILTIN_MODELS: tuple[str, ...] = ()  # models without a card (opencv_*)
     MODEL_HELP = '.'  # end of the model parameter's description
 
     def __init__(self, name: str, *, default_model: str, max_depth: float, **kwargs: Any) -> None:
@@ -54,38 +65,49 @@ class DepthNode(Node):
         forward_python_logging()
         self.params = ParameterSet(self)
         self.errors = ErrorReporter(self)
-        self.params.declare('model', default_model, "Model: a shipped model's name (models/<name>.json), a "
-                            'model card (.json) or .onnx path' + self.MODEL_HELP)
-        self.params.declare('backend', 'auto', "Inference backend: 'auto' (onnxruntime for model cards, torch "
-                            "for .pt checkpoints, OpenCV for opencv_*), 'onnxruntime', 'torch' or 'opencv'.",
-                            choices=('auto', 'onnxruntime', 'torch', 'opencv'))
-        self.params.declare('providers', 'cpu', "ONNX Runtime execution providers, comma-separated: 'cpu', "
-                            "'cuda', 'tensorrt' or full provider names; unavailable ones fall back to CPU.")
-        self.params.declare('threads', 0, "Inference threads: ONNX Runtime's intra-op threads, or OpenCV's / "
-                            "torch's process-wide count (0: the library's default).", range=(0, 256))
-        self.declare_specific()
-        self.settings = DepthOutputs.declare(self.params, max_depth)
-        self.lazy_enabled = self.params.declare(
-            'lazy', True, 'Subscribe to the inputs and compute only while some output has a subscriber '
-            '(checked every 0.5 s); false: always.')
-        qos = declare_qos(self.params)
-        self.input_qos = declare_input_qos(self.params)
+        qos = self._declare_parameters(default_model, max_depth)
         self.outputs = DepthOutputs(self, qos, self.errors, self.settings)
         self.extra_publishers(qos)
         self.diagnostics = Diagnostics(self, self.errors, 'depth')
+        self.input_watch = InputWatch(self, self.INPUT_PAIRS, self.errors)
         self._estimator_lock = threading.Lock()
         self._estimator_time = 0.0
         self._pending: Any = None
         self.estimator: Any = None
         try:
-            self.set_estimator(self.load(self.param_values()))
+            self.set_estimator(self._load(self.param_values()))
         except LOAD_ERRORS as e:
             self.load_failed(e)
         self.worker: NewestOnlyWorker[Frame] = NewestOnlyWorker(self._run, self._crashed, name=f'{name}_worker')
         self.diagnostics.dropped = lambda: self.worker.dropped
-        self.lazy = LazySubscriptions(self, self.output_publishers, self.subscribe, self.unsubscribe,
+        self.lazy = LazySubscriptions(self, self.output_publishers, self._subscribe, self._unsubscribe,
                                       lazy=self.lazy_enabled)
         self.params.on_change(self._validate, self._apply)
+
+    def _declare_parameters(self, default_model: str, max_depth: float) -> Any:
+        """Every parameter of the node, in one place (the subclass's own in ``declare_specific``,
+        the outputs' in ``DepthOutputs.declare``); returns the publishers' QoS profile."""
+        p = self.params
+        p.declare('model', default_model, "Model: a shipped model's name (models/<name>.json), a "
+                  'model card (.json) or .onnx path' + self.MODEL_HELP)
+        p.declare('backend', 'auto', "Inference backend: 'auto' (onnxruntime for model cards, torch "
+                  "for .pt checkpoints, OpenCV for opencv_*), 'onnxruntime', 'torch' or 'opencv'.",
+                  choices=('auto', 'onnxruntime', 'torch', 'opencv'))
+        p.declare('providers', 'cpu', "ONNX Runtime execution providers, comma-separated: 'cpu', "
+                  "'cuda', 'tensorrt' or full provider names; unavailable ones fall back to CPU.")
+        p.declare('threads', 0, "Inference threads: ONNX Runtime's intra-op threads, or OpenCV's / "
+                  "torch's process-wide count (0: the library's default).", range=(0, 256))
+        self.declare_specific()
+        self.settings = DepthOutputs.declare(p, max_depth)
+        p.declare('max_input_pixels', MAX_INPUT_PIXELS, 'Largest input image (width x height, px) processed; '
+                  'larger ones are skipped with a warning (a 4096x4096 pair takes GBs of memory).',
+                  range=(1, 2**31 - 1))
+        self.lazy_enabled = p.declare(
+            'lazy', True, 'Subscribe to the inputs and compute only while some output has a subscriber '
+            '(checked every 0.5 s); false: always.')
+        qos = declare_qos(p)
+        self.input_qos = declare_input_qos(p)
+        return qos
 
     # --- hooks -------------------------------------------------------------------------------
     def declare_specific(self) -> None:
@@ -125,6 +147,17 @@ class DepthNode(Node):
         """Apply accepted changes of the subclass's own parameters."""
 
     # --- estimator ---------------------------------------------------------------------------
+    def _load(self, values: dict[str, Any]) -> Any:
+        """``load``, with a 'no model named' error listing only the models of this node's kind."""
+        try:
+            return self.load(values)
+        except ModelCardError as e:
+            if not str(e).startswith('no model named'):
+                raise
+        names = [c.name for c in shipped_cards(self.KIND, trained=False)] + list(self.BUILTIN_MODELS)
+        raise ModelCardError(f'no {self.KIND} model named {values["model"]!r}; shipped {self.KIND} models: '
+                             f'{", ".join(names) or "none"}')
+
     def param_values(self) -> dict[str, Any]:
         """Current values of every declared parameter."""
         return {name: self.params.get(name) for name in self.params.specs}
@@ -168,10 +201,41 @@ class DepthNode(Node):
         raise FrameError('model', f'model {est.name} failed to run: {failed}', ERROR)
 
     # --- frames ------------------------------------------------------------------------------
+    def _subscribe(self) -> None:
+        self.subscribe()
+        self.input_watch.start()
+
+    def _unsubscribe(self) -> None:
+        self.input_watch.stop()
+        self.unsubscribe()
+
     def on_input(self, *msgs: Any) -> None:
         """Synchronized input set: queue it for the worker (newest only)."""
         self.diagnostics.frame_in()
         self.worker.submit(Frame(time.monotonic(), msgs))
+
+    def reject_input(self, message: str) -> None:
+        """An input message that never reaches the worker (e.g. a negative stamp)."""
+        self.errors.report('stamp', message)
+
+    def accept(self, topic: str, msg: Any) -> bool:
+        """Whether an input message may be used (a usable stamp); watched by ``input_watch``."""
+        problem = stamp_problem(msg)
+        if problem is not None:
+            self.reject_input(f'{self.resolve_topic_name(topic)}: {problem}; message dropped')
+            return False
+        self.input_watch.seen(self.resolve_topic_name(topic), msg)
+        return True
+
+    def rgb_input(self, msg: Any, topic: str) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of an input image; FrameError naming ``topic`` if it is larger than
+        ``max_input_pixels`` (checked before anything is allocated) or cannot be converted."""
+        limit = self.params.get('max_input_pixels')
+        if int(msg.width) * int(msg.height) > limit:
+            raise FrameError('size', f'{self.resolve_topic_name(topic)}: image {msg.width}x{msg.height} has more '
+                             f'than max_input_pixels ({limit}) pixels; frame skipped (raise max_input_pixels to '
+                             'process it)')
+        return self.check_input(lambda: image_to_rgb8(msg), 'encoding', topic)
 
     def _run(self, frame: Frame) -> None:
         t0 = time.perf_counter()
@@ -202,7 +266,7 @@ class DepthNode(Node):
         reason = DepthOutputs.check(values) or self.validate_specific(changes, values)
         if reason is None and any(k in changes for k in RELOAD + self.RELOAD_EXTRA):
             try:
-                self._pending = self.load(values)
+                self._pending = self._load(values)
             except LOAD_ERRORS as e:
                 return f'cannot load model {values["model"]!r}: {e}'
         return reason

@@ -1,6 +1,6 @@
 """camera_source: the built-in input of depth_ros. Publishes a rectified stereo pair (or one
 camera) with camera_info at a fixed rate from a synthetic scene (with exact ground truth), an
-image folder or a video file (see depth_ros.sources).
+image folder or a video file (see depth_ros.frame_sources).
 
 Published (relative names, remappable); every topic of one frame carries the same stamp:
   left/image_rect, right/image_rect (rgb8), left/camera_info, right/camera_info (rectified
@@ -22,8 +22,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from .. import msgs
-from ..sources import Camera, FileSource, Frame, SourceError, SyntheticSource
-from .common import ERROR, Diagnostics, ErrorReporter, ParameterSet, declare_qos, run_node
+from ..frame_sources import Camera, FileSource, Frame, SourceError, SyntheticSource
+from .diagnostics import ERROR, Diagnostics, ErrorReporter
+from .params import ParameterSet, declare_qos
+from .runtime import guarded, run_node
 
 SOURCES = ('synthetic', 'folder', 'video')
 OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)  # x, y, z, w: camera_link (x fwd, z up) -> optical
@@ -32,15 +34,7 @@ OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)  # x, y, z, w: camera_link (x fwd, z u
 def camera_info(camera: Camera, frame_id: str, right: bool = False) -> CameraInfo:
     """CameraInfo of the left (or right) rectified image: K = P[:3, :3], R = I, D = 0."""
     p = camera.projection(right)
-    msg = CameraInfo()
-    msg.header.frame_id = frame_id
-    msg.width, msg.height = camera.width, camera.height
-    msg.distortion_model = 'plumb_bob'
-    msg.d = [0.0] * 5
-    msg.k = p[:, :3].ravel().tolist()
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = p.ravel().tolist()
-    return msg
+    return msgs.make_camera_info(p[:, :3], p, camera.width, camera.height, Header(frame_id=frame_id))
 
 
 class CameraSource(Node):
@@ -109,7 +103,7 @@ class CameraSource(Node):
         self.pubs = {t: self.create_publisher(CameraInfo if t.endswith('info') else Image, t, qos) for t in topics}
         self.published = 0
         self._ended = False
-        self.timer = self.create_timer(1.0 / rate, self._tick)
+        self.timer = self.create_timer(1.0 / rate, guarded(self, self._tick))
         self._broadcast_tf(cam.baseline)
         self.get_logger().info(f'{kind} source{" " + path if path else ""}: {cam.width}x{cam.height} '
                                f'{"stereo" if self.source.stereo else "mono"} at {rate:g} Hz on '
@@ -119,7 +113,7 @@ class CameraSource(Node):
         if 'rate' in changes:
             self.timer.cancel()
             self.destroy_timer(self.timer)
-            self.timer = self.create_timer(1.0 / changes['rate'], self._tick)
+            self.timer = self.create_timer(1.0 / changes['rate'], guarded(self, self._tick))
         self.loop = changes.get('loop', self.loop)
 
     def _broadcast_tf(self, baseline: float) -> None:

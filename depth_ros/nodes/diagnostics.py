@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -29,7 +29,8 @@ class Problem:
 class ErrorReporter:
     """Logs problems at most once per ``period`` s per cause (with the number of repeats since the
     previous line) and remembers them for /diagnostics. ``cause`` is a short key such as
-    'encoding' or 'publish'; ``message`` names the cause and the topic."""
+    'encoding' or 'publish'; ``message`` names the cause and the topic. A report at level OK is
+    a state, not an error (e.g. waiting for camera_info): logged at INFO, never counted."""
 
     def __init__(self, node: Node, period: float = 5.0) -> None:
         self._logger = node.get_logger()
@@ -52,13 +53,15 @@ class ErrorReporter:
         suffix = f' ({repeats} more in the last {now - last:.1f} s)' if repeats > 0 else ''
         if level >= ERROR:  # separate call sites: rclpy fixes the severity of each
             self._logger.error(message + suffix)
-        else:
+        elif level >= WARN:
             self._logger.warning(message + suffix)
+        else:
+            self._logger.info(message + suffix)
 
     @property
     def total(self) -> int:
-        """Problems reported since start."""
-        return sum(p.count for p in self.snapshot())
+        """Errors and warnings reported since start (level OK reports are not counted)."""
+        return sum(p.count for p in self.snapshot() if p.level > OK)
 
     def snapshot(self) -> list[Problem]:
         """Copies of the problems reported so far (one per cause)."""
@@ -114,9 +117,10 @@ def _ms(values: Iterable[float], q: float) -> str:
 class Diagnostics:
     """Publishes one DiagnosticStatus for the node on /diagnostics every ``period`` s: input and
     output rates, latency (input received -> outputs published), node overhead (the frame's
-    processing time minus the estimator call and publish(), i.e. conversions), dropped frames, errors, the last problem, and ``info`` (model, backend,
-    trained). Level: ERROR/WARN while a problem was reported in the last ``window`` s or while
-    ``condition`` (a lasting state, e.g. an untrained model) is set, else OK."""
+    processing time minus the estimator call and publish(), i.e. conversions), dropped frames,
+    errors, the last problem, and ``info`` (model, backend, trained). Level: ERROR/WARN while a
+    problem was reported in the last ``window`` s or while ``condition`` (a lasting state, e.g.
+    an untrained model) is set, else OK; a report at level OK (a wait) shows as the message."""
 
     def __init__(self, node: Node, errors: ErrorReporter, task: str, period: float = 1.0,
                  window: float = 5.0) -> None:
@@ -150,11 +154,6 @@ class Diagnostics:
         with self._lock:
             return list(self._latency), list(self._overhead)
 
-    def overhead_ms(self) -> float:
-        """Median node overhead (ms) over the recent frames (NaN before the first)."""
-        v = self.timings()[1]
-        return 1e3 * float(np.median(v)) if v else float('nan')
-
     def status(self) -> DiagnosticStatus:
         """The current status message."""
         level, message = OK, 'ok'
@@ -163,7 +162,7 @@ class Diagnostics:
             level, message = self.condition
         if problem is not None and problem.level >= level:
             level, message = problem.level, problem.message
-        last = max(self._errors.snapshot(), key=lambda p: p.time, default=None)
+        last = max((p for p in self._errors.snapshot() if p.level > OK), key=lambda p: p.time, default=None)
         latency, overhead = self.timings()
         values = {
             'input rate (Hz)': f'{self.inputs.rate():.2f}',

@@ -22,8 +22,8 @@ from .. import msgs
 from ..inference import DepthEstimator
 from ..model_card import ModelCardError
 from .base import DepthNode, FrameError
-from .common import run_node
-from .diagnostics import ERROR
+from .diagnostics import ERROR, OK
+from .runtime import guarded, run_node
 
 DEFAULT_MODEL = 'mbv2_fbnet_kd'  # the best shipped student (models/mbv2_fbnet_kd.json; README results)
 
@@ -32,6 +32,8 @@ class MonoDepthNode(DepthNode):
     """One image (+ camera_info) in; depth, camera_info and points out."""
 
     RELOAD_EXTRA = ('input_size',)
+    INPUT_PAIRS = (('image', 'camera_info'),)
+    KIND = 'mono'
     MODEL_HELP = '. Required: without a loadable model no depth is published.'
 
     def __init__(self, **kwargs: Any) -> None:
@@ -66,8 +68,9 @@ class MonoDepthNode(DepthNode):
 
     # --- inputs ----------------------------------------------------------------------------
     def subscribe(self) -> None:
-        self._inputs = [self.create_subscription(CameraInfo, 'camera_info', self._on_info, self.input_qos),
-                        self.create_subscription(Image, 'image', self.on_input, self.input_qos)]
+        qos = self.input_qos
+        self._inputs = [self.create_subscription(CameraInfo, 'camera_info', guarded(self, self._on_info), qos),
+                        self.create_subscription(Image, 'image', guarded(self, self._on_image), qos)]
 
     def unsubscribe(self) -> None:
         for s in self._inputs:
@@ -75,17 +78,23 @@ class MonoDepthNode(DepthNode):
         self._inputs = []
 
     def _on_info(self, info: CameraInfo) -> None:
-        with self._info_lock:
-            self._info = info
+        if self.accept('camera_info', info):
+            with self._info_lock:
+                self._info = info
+
+    def _on_image(self, image: Image) -> None:
+        if self.accept('image', image):
+            self.on_input(image)
 
     def process(self, frame: tuple[Any, ...]) -> int:
         (image,) = frame
         with self._info_lock:
             info = self._info
         if info is None:
-            raise FrameError('camera_info', f'no camera_info received on {self.resolve_topic_name("camera_info")} '
-                             'yet: depth is metric only with the focal length; skipping frames until one arrives')
-        rgb = self.check_input(lambda: msgs.image_to_rgb8(image), 'encoding', 'image')
+            raise FrameError('camera_info', f'waiting for camera_info on {self.resolve_topic_name("camera_info")}: '
+                             'depth is metric only with the focal length; frames are skipped until one arrives',
+                             OK)  # a wait, not an error
+        rgb = self.rgb_input(image, 'image')
         h, w = rgb.shape[:2]
         self.check_input(lambda: msgs.check_info_matches(info, w, h), 'info_size', 'camera_info')
         k = self.check_input(lambda: msgs.camera_matrix(info), 'intrinsics', 'camera_info')

@@ -8,7 +8,8 @@ from __future__ import annotations
 import array
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from rclpy.node import Node
@@ -17,31 +18,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from .. import geometry, msgs
-from .common import ParameterSet
+from .params import ParameterSet
 from .diagnostics import ErrorReporter
-
-TINY = float(np.finfo(np.float32).tiny)
-
-
-def decimated_camera_info(info: CameraInfo, factor: int, width: int, height: int, header: Header) -> CameraInfo:
-    """CameraInfo of ``geometry.decimate(image, factor)`` (width x height): K and P exactly as
-    ``geometry.decimate_intrinsics`` (P's Tx, Ty divided too), D and R kept, header replaced."""
-    out = CameraInfo()
-    out.header = header
-    out.width, out.height = int(width), int(height)
-    out.distortion_model = info.distortion_model
-    out.d, out.r = list(info.d), list(info.r)
-    k = np.asarray(info.k, np.float64).reshape(3, 3)
-    p = np.asarray(info.p, np.float64).reshape(3, 4).copy()
-    if factor > 1:
-        if k[0, 0] > 0:  # an unset (zero) K stays unset
-            k = geometry.decimate_intrinsics(k, factor)
-        if p[0, 0] > 0:
-            p[:, :3] = geometry.decimate_intrinsics(p[:, :3], factor)
-            p[:2, 3] /= factor
-    out.k, out.p = k.ravel().tolist(), p.ravel().tolist()
-    return out
-
 
 class CloudFiller:
     """Fills organized clouds ((H, W, 3) xyz or (H, W, 4) xyz + packed rgb, float32) from depth
@@ -108,6 +86,7 @@ class DepthOutputs:
     """Publishers and per-frame conversion for depth/image, depth/camera_info and points."""
 
     NAMES = ('min_depth', 'max_depth', 'decimation', 'publish_points', 'points_rgb', 'depth_format')
+    MOSTLY_OUTSIDE = 0.5  # share of the pixels outside [min_depth, max_depth] that is warned about
 
     def __init__(self, node: Node, qos: QoSProfile, errors: ErrorReporter, settings: OutputSettings) -> None:
         self.settings = settings
@@ -174,25 +153,28 @@ class DepthOutputs:
 
     def clip(self, depth: np.ndarray) -> np.ndarray:
         """Set depth (m, float32, modified in place) to NaN outside [min_depth, max_depth] and
-        where not positive; returns it."""
-        low = max(self.settings.min_depth, TINY)
-        with np.errstate(invalid='ignore'):
-            np.copyto(depth, np.float32(np.nan), where=(depth < low) | (depth > self.settings.max_depth))
-        return depth
+        where not positive (``geometry.mask_invalid``); returns it. When most of the image
+        (``MOSTLY_OUTSIDE``) is a finite depth outside that range, a throttled 'range' warning
+        says so: the published depth would be mostly NaN without another hint."""
+        s = self.settings
+        outside = geometry.count_outside(depth, s.min_depth, s.max_depth)
+        if outside > self.MOSTLY_OUTSIDE * depth.size:
+            with np.errstate(invalid='ignore'):
+                finite = depth[np.isfinite(depth)]
+            self._errors.report('range', (
+                f'{100.0 * outside / depth.size:.0f}% of the depth image lies outside [min_depth {s.min_depth} m, '
+                f'max_depth {s.max_depth} m] (median depth {float(np.median(finite)):.2f} m) and is published as '
+                'NaN: widen min_depth/max_depth if the scene is that near or far, or check the camera_info focal '
+                'length (the depth scales with it)'))
+        return geometry.mask_invalid(depth, s.min_depth, s.max_depth)
 
     def depth_from_disparity(self, disparity: np.ndarray, f: float, baseline: float) -> np.ndarray:
-        """Clipped depth (m) = f * B / d from disparity (px, NaN invalid) in one pass: disparities
-        outside [f B / max_depth, f B / min_depth] become NaN (same result as
-        ``clip(geometry.disparity_to_depth(...))``, without the extra passes). ``f`` (px) and
-        ``baseline`` (m) must be positive."""
-        fb = np.float32(f * baseline)
+        """Clipped depth (m, float32) = f * B / d from disparity (px, NaN invalid), masked and
+        checked by ``clip``. ``f`` (px) and ``baseline`` (m) must be positive."""
         depth = np.empty(disparity.shape, np.float32)
         with np.errstate(divide='ignore', invalid='ignore'):
-            np.divide(fb, disparity, out=depth)
-            low = fb / self.settings.max_depth
-            high = fb / max(self.settings.min_depth, TINY)
-            np.copyto(depth, np.float32(np.nan), where=(disparity < low) | (disparity > high))
-        return depth
+            np.divide(np.float32(f * baseline), disparity, out=depth)
+        return self.clip(depth)
 
     def publish(self, depth: np.ndarray, rgb: np.ndarray, info: CameraInfo, k: np.ndarray, header: Header,
                 lazy: bool) -> int:
@@ -215,7 +197,7 @@ class DepthOutputs:
                      else msgs.array_to_image(geometry.depth_to_millimetres(depth), '16UC1', header))
             sent += self.publish_message(self.depth_pub, image)
         if self.wanted(self.info_pub, lazy):
-            sent += self.publish_message(self.info_pub, decimated_camera_info(info, s.decimation, w, h, header))
+            sent += self.publish_message(self.info_pub, msgs.decimated_camera_info(info, s.decimation, w, h, header))
         if s.publish_points and self.wanted(self.points_pub, lazy):
             out = self._cloud_buffer.points(h, w, 4 if s.points_rgb else 3)
             self._cloud.fill(depth, rgb if s.points_rgb else None, k, out)

@@ -40,8 +40,8 @@ from stereo_msgs.msg import DisparityImage
 from .. import geometry, msgs
 from ..inference import StereoEstimator, opencv_stereo
 from .base import DepthNode, Frame, FrameError
-from .common import run_node
 from .diagnostics import ERROR, WARN
+from .runtime import run_node
 from .sync import Synchronizer
 
 INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
@@ -71,6 +71,8 @@ class StereoDepthNode(DepthNode):
     """Rectified stereo pair in; disparity, depth, camera_info and points out."""
 
     RELOAD_EXTRA = ('input_scale',)
+    INPUT_PAIRS = (('left/image_rect', 'left/camera_info'), ('right/image_rect', 'right/camera_info'))
+    KIND, BUILTIN_MODELS = 'stereo', OPENCV
     MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
                   'that fails to load falls back to opencv_sgbm.')
 
@@ -84,7 +86,7 @@ class StereoDepthNode(DepthNode):
     def declare_specific(self) -> None:
         p = self.params
         p.declare('stages', 0, 'Stages of an anytime network (AnyNet: 1-3, 4 = with SPN refinement) to run; '
-                  '0: all. Fewer is faster and coarser.', range=(0, 4))
+                  '0: all. Fewer is faster and coarser. Ignored by models with one stage (opencv_*).', range=(0, 4))
         p.declare('latency_budget_ms', 0.0, "Anytime networks: per frame, run stages while the next one's "
                   "measured duration still fits in this budget (ms, from the input's receipt, leaving time "
                   'to publish) and publish the best finished one (stage 1 always runs; /diagnostics gives '
@@ -126,8 +128,12 @@ class StereoDepthNode(DepthNode):
         est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
                               threads=values['threads'], input_scale=values['input_scale'],
                               sgbm=self._sgbm(values) if model in OPENCV else None)
-        if values['stages']:
-            est.stages = values['stages']
+        stages = values['stages']
+        if stages in est.available_stages:
+            est.stages = stages
+        elif stages:  # a model without these stages (opencv_*: one) runs all it has
+            self.get_logger().info(f'model {est.name} runs {est.available_stages} stage(s): stages {stages} is '
+                                   'ignored for it')
         return est
 
     def load_failed(self, error: Exception) -> None:
@@ -147,7 +153,8 @@ class StereoDepthNode(DepthNode):
         self._sync = Synchronizer(
             self, INPUTS, self.on_input, qos=self.input_qos, queue_size=self.params.get('queue_size'),
             approximate=self.params.get('approximate_sync'), slop=self.params.get('slop'),
-            on_unsynchronized=lambda message: self.errors.report('sync', message))
+            on_unsynchronized=lambda message: self.errors.report('sync', message), on_rejected=self.reject_input,
+            on_message=lambda i, msg: self.input_watch.seen(self._sync.topics[i], msg))
 
     def unsubscribe(self) -> None:
         if self._sync is not None:
@@ -156,8 +163,8 @@ class StereoDepthNode(DepthNode):
 
     def process(self, frame: tuple[Any, ...]) -> int:
         left, left_info, right, right_info = frame
-        rgb = self.check_input(lambda: msgs.image_to_rgb8(left), 'encoding', 'left/image_rect')
-        rgb_right = self.check_input(lambda: msgs.image_to_rgb8(right), 'encoding', 'right/image_rect')
+        rgb = self.rgb_input(left, 'left/image_rect')
+        rgb_right = self.rgb_input(right, 'right/image_rect')
         h, w = rgb.shape[:2]
         if rgb_right.shape != rgb.shape:
             raise FrameError('size', f'left image {self.resolve_topic_name("left/image_rect")} is {w}x{h} but '
@@ -228,8 +235,8 @@ class StereoDepthNode(DepthNode):
                 StereoEstimator(method, sgbm=self._sgbm(values))
             except ValueError as e:
                 return str(e)
-        stages = changes.get('stages')
-        if stages and 'model' not in changes and stages not in self.estimator.available_stages:
+        stages, available = changes.get('stages'), self.estimator.available_stages
+        if stages and 'model' not in changes and len(available) > 1 and stages not in available:
             return (f'model {self.estimator.name} runs {self.estimator.available_stages} stage(s), '
                     f'not {stages}')
         return None
@@ -240,7 +247,7 @@ class StereoDepthNode(DepthNode):
             est = self.estimator
             if sgbm and est.name in OPENCV:
                 est.set_sgbm(**sgbm)
-            if 'stages' in changes:
+            if 'stages' in changes and len(est.available_stages) > 1:  # one stage: stages is ignored
                 est.stages = changes['stages'] or max(est.available_stages)
 
 

@@ -9,7 +9,8 @@ import array
 import shutil
 import struct
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 from rclpy.serialization import deserialize_message

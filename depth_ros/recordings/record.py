@@ -21,7 +21,7 @@ from std_msgs.msg import Header
 
 from .. import msgs
 from ..nodes.camera_source import OPTICAL_ROTATION, camera_info
-from ..sources import SyntheticSource
+from ..frame_sources import SyntheticSource
 from .bagio import TYPESTORE, BagWriter, prepare_output
 
 WORLD = 'world'

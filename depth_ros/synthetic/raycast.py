@@ -7,7 +7,7 @@ a hit IS its depth Z along the optical axis. Directions are kept as three (B, H,
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -14,7 +14,8 @@ least ~0.5 m from the camera; depths stay roughly within 0.5-20 m.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 

@@ -17,7 +17,7 @@ describe its procedural texture or name a photograph of the scene's ``photos`` b
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class Scene:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if not f.name.startswith('n_') and f.name != 'photos'}
 
-    def map(self, fn: Callable[[Array], Array]) -> 'Scene':
+    def map(self, fn: Callable[[Array], Array]) -> Scene:
         """Apply ``fn`` to every array, e.g. ``lambda a: torch.as_tensor(a, device=dev)``."""
         return replace(self, **{name: fn(a) for name, a in self.arrays().items()})
 

@@ -124,7 +124,7 @@ class PhotoBank:
         return sum((size >> level) ** 2 for level in range(size.bit_length()))
 
     @classmethod
-    def from_images(cls, images: list[np.ndarray]) -> 'PhotoBank':
+    def from_images(cls, images: list[np.ndarray]) -> PhotoBank:
         """From square (S, S, 3) uint8 RGB images, S a power of two."""
         size = images[0].shape[0]
         if size & (size - 1) or any(im.shape != (size, size, 3) for im in images):
@@ -139,7 +139,7 @@ class PhotoBank:
         return cls(np.ascontiguousarray(np.concatenate(blocks).T), size, len(images))
 
     @classmethod
-    def load(cls, root: Path = CACHE, limit: int | None = None) -> 'PhotoBank | None':
+    def load(cls, root: Path = CACHE, limit: int | None = None) -> PhotoBank | None:
         """The bank in ``root`` (None when it was not collected: the renderer then uses procedural textures only)."""
         files = sorted(Path(root).glob('*.png'))[:limit]
         if not files:

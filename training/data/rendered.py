@@ -29,7 +29,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -138,5 +137,6 @@ class Rendered(Reader):
                     sample[key] = np.where(raw > 0, raw.astype(np.float32) / 256.0, np.float32(np.nan))
             else:
                 raw = z['depth']
-                sample.update(image=z['image'], depth=np.where(raw > 0, raw.astype(np.float32) / 1000.0, np.float32(np.nan)))
+                depth = np.where(raw > 0, raw.astype(np.float32) / 1000.0, np.float32(np.nan))
+                sample.update(image=z['image'], depth=depth)
         return sample

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from depth_ros.synthetic.textures import PhotoBank
 from .augment import Photometric
 
 VALIDATION_SEED = 20240917
+DEFAULT_PHOTOMETRIC = Photometric()  # the jitter a source applies unless told otherwise (one shared instance)
 _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
 Batch = dict[str, Any]
 
@@ -45,7 +47,7 @@ class _SyntheticSource:
 
     def __init__(self, height: int, width: int, device: str | torch.device = 'cpu', seed: int = 0, *,
                  indoor_prob: float = 0.6, hfov_deg: tuple[float, float] = (45.0, 100.0),
-                 photometric: Photometric | None = Photometric(), photos: PhotoBank | None = None,
+                 photometric: Photometric | None = DEFAULT_PHOTOMETRIC, photos: PhotoBank | None = None,
                  content: str = 'basic') -> None:
         self.height, self.width = height, width
         self.device = torch.device(device)
@@ -95,7 +97,7 @@ class _SyntheticSource:
         with torch.no_grad():
             return [self._render(rng, batch_size, None) for _ in range(num_batches)]
 
-    def dataset(self, batch_size: int, num_batches: int | None = None) -> 'SyntheticBatches':
+    def dataset(self, batch_size: int, num_batches: int | None = None) -> SyntheticBatches:
         """The training stream as an IterableDataset of batches (endless if ``num_batches`` is None)."""
         return SyntheticBatches(self, batch_size, num_batches)
 

@@ -1,25 +1,16 @@
-"""Helpers shared by the depth_ros nodes: parameter declaration with descriptions and ranges,
-publisher and input QoS, lazy input subscriptions, a newest-only worker thread, Python log
-forwarding and the ``main()`` every node uses (clean shutdown on Ctrl-C). Problem reporting and
-/diagnostics live in diagnostics.py and are re-exported here."""
+"""Node parameters: declaration with a description and a range or choices, validation of
+launch/YAML overrides and run-time changes, and the publisher / input QoS parameters."""
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any
+from collections.abc import Callable, Sequence
 
-import rclpy
-import rclpy.logging
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
-from .diagnostics import ERROR, OK, WARN, Diagnostics, ErrorReporter, Problem, RateMeter  # noqa: F401 (re-exported)
 
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 
@@ -148,136 +139,3 @@ def declare_input_qos(params: ParameterSet) -> QoSProfile:
         'and ROS logs an incompatible-QoS warning).', choices=tuple(RELIABILITY), read_only=True)
     return QoSProfile(depth=qos_profile_sensor_data.depth, history=qos_profile_sensor_data.history,
                       durability=qos_profile_sensor_data.durability, reliability=RELIABILITY[reliability])
-
-
-class LazySubscriptions:
-    """Subscribes the inputs only while some output has a subscriber, like stereo_image_proc
-    (checked every ``period`` s); with ``lazy`` False the inputs stay subscribed."""
-
-    def __init__(self, node: Node, outputs: Callable[[], Iterable[Any]], subscribe: Callable[[], None],
-                 unsubscribe: Callable[[], None], lazy: bool = True, period: float = 0.5) -> None:
-        self._node = node
-        self._outputs = outputs
-        self._subscribe, self._unsubscribe = subscribe, unsubscribe
-        self.lazy = lazy
-        self.active = False
-        self._lock = threading.Lock()
-        self._timer = node.create_timer(period, self.check)
-        self.check()
-
-    def wanted(self) -> bool:
-        """Whether inputs should be subscribed now."""
-        return not self.lazy or any(p.get_subscription_count() > 0 for p in self._outputs())
-
-    def check(self) -> None:
-        """(Un)subscribe the inputs if the subscriber counts changed."""
-        with self._lock:
-            want = self.wanted()
-            if want == self.active:
-                return
-            (self._subscribe if want else self._unsubscribe)()
-            self.active = want
-        self._node.get_logger().info('subscribed to inputs' if want else
-                                     'no subscriber to any output: unsubscribed from inputs (lazy)')
-
-
-T = TypeVar('T')
-
-
-class NewestOnlyWorker(Generic[T]):
-    """A thread that runs ``process(item)`` on the newest submitted item only: a one-slot mailbox,
-    so under overload older items are replaced (counted in ``dropped``) and latency stays
-    bounded. Exceptions from ``process`` go to ``on_error`` and the thread keeps running."""
-
-    def __init__(self, process: Callable[[T], None], on_error: Callable[[Exception], None],
-                 name: str = 'worker') -> None:
-        self._process, self._on_error = process, on_error
-        self._item: T | None = None
-        self._cond = threading.Condition()
-        self._stopped = False
-        self.dropped = 0
-        self.busy = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: T) -> bool:
-        """Put ``item`` in the mailbox; True if it replaced an item not yet processed."""
-        with self._cond:
-            replaced = self._item is not None
-            self.dropped += replaced
-            self._item = item
-            self._cond.notify()
-        return replaced
-
-    def idle(self) -> bool:
-        """True when nothing is queued or running."""
-        with self._cond:
-            return self._item is None and not self.busy
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._item is None and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                item, self._item = self._item, None
-                self.busy = True
-            try:
-                self._process(item)
-            except Exception as e:  # the worker must survive anything a frame does
-                self._on_error(e)
-            finally:
-                with self._cond:
-                    self.busy = False
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the current item (the queued one is discarded)."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join(timeout)
-
-
-class _RosLogHandler(logging.Handler):
-    """Forwards Python ``logging`` records to the ROS log (console, /rosout) under their logger name."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logger = rclpy.logging.get_logger(record.name)
-        message = self.format(record)
-        if record.levelno >= logging.ERROR:  # one call site per severity (rclpy requires it)
-            logger.error(message)
-        elif record.levelno >= logging.WARNING:
-            logger.warning(message)
-        else:
-            logger.info(message)
-
-
-def forward_python_logging(name: str = 'depth_ros') -> None:
-    """Send the library's Python log records (e.g. the inference runtime's provider fallback and
-    untrained-weights warnings) to the ROS log instead of bare stderr; once per process."""
-    log = logging.getLogger(name)
-    if not any(isinstance(h, _RosLogHandler) for h in log.handlers):
-        log.addHandler(_RosLogHandler())
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
-    """``main()`` body of a node: init, build, spin (a multi-threaded executor) until Ctrl-C or
-    shutdown, then destroy the node and shut down cleanly. Further SIGINTs are ignored during the
-    clean-up: under ``ros2 launch`` Ctrl-C reaches a node twice (from the terminal and from launch)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = factory()
-        executor = MultiThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()

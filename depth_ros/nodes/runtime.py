@@ -1,0 +1,120 @@
+"""Process-level runtime of the nodes: Python log forwarding to the ROS log, callbacks that never
+raise into the executor (``guarded``), and ``run_node``, the ``main()`` every node uses (a clean
+shutdown on Ctrl-C / SIGTERM, every time)."""
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+from typing import Any
+from collections.abc import Callable
+
+import rclpy
+import rclpy.logging
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from .diagnostics import ERROR
+
+
+class _RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records to the ROS log (console, /rosout) under their logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = rclpy.logging.get_logger(record.name)
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:  # one call site per severity (rclpy requires it)
+            logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            logger.warning(message)
+        else:
+            logger.info(message)
+
+
+def forward_python_logging(name: str = 'depth_ros') -> None:
+    """Send the library's Python log records (e.g. the inference runtime's provider fallback and
+    untrained-weights warnings) to the ROS log instead of bare stderr; once per process."""
+    log = logging.getLogger(name)
+    if not any(isinstance(h, _RosLogHandler) for h in log.handlers):
+        log.addHandler(_RosLogHandler())
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def report_crash(node: Node, where: str, error: BaseException) -> None:
+    """Log and count an exception a callback raised (the node's ErrorReporter, cause 'internal')."""
+    message = f'unexpected error in {where}: {type(error).__name__}: {error}; the node keeps running'
+    errors = getattr(node, 'errors', None)
+    if errors is not None:
+        errors.report('internal', message, ERROR)
+    else:
+        node.get_logger().error(message)
+
+
+def guarded(node: Node, callback: Callable[..., Any], where: str | None = None) -> Callable[..., None]:
+    """``callback`` for a subscription or timer that never raises: an exception is logged and
+    counted (``report_crash``) instead of propagating out of the executor's ``spin()``, which
+    would end the process (or hang it, holding a synchronizer's lock)."""
+    where = where or getattr(callback, '__name__', 'a callback')
+
+    @functools.wraps(callback)
+    def call(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as e:
+            report_crash(node, where, e)
+    return call
+
+
+def _spin(executor: MultiThreadedExecutor, node: Node, stop: threading.Event) -> None:
+    """Spin until ``stop`` or shutdown; an exception from a callback (not guarded) is reported
+    and spinning goes on."""
+    while not stop.is_set() and executor.context.ok():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, KeyboardInterrupt):
+            break
+        except Exception as e:
+            if stop.is_set() or not executor.context.ok():
+                break
+            report_crash(node, 'the executor', e)
+    stop.set()
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
+    """``main()`` body of a node: init, build, spin (a multi-threaded executor, in a thread) until
+    SIGINT / SIGTERM or shutdown, then shut down in an order that leaves nothing to fail: the
+    executor stops (callbacks finish), the node is destroyed (its worker thread stops first,
+    while the context is still valid), and only then is the context shut down. rclpy's own
+    signal handlers are not installed (they invalidate the context at once, under the feet of
+    running callbacks and threads); further signals are ignored during the clean-up (under
+    ``ros2 launch`` Ctrl-C reaches a node twice: from the terminal and from launch)."""
+    stop = threading.Event()
+    handler = lambda signum, frame: stop.set()  # noqa: E731 (runs in the main thread, between bytecodes)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = executor = None
+    try:
+        node = factory()
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        thread = threading.Thread(target=_spin, args=(executor, node, stop), name='executor', daemon=True)
+        thread.start()
+        while not stop.wait(0.2):
+            pass
+        thread.join(5.0)
+    finally:
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)
+        if executor is not None:
+            # let running callbacks finish first: Executor.shutdown destroys the guard condition
+            # they trigger when done ("cannot use Destroyable", rclpy 9), then joins the pool
+            pool = getattr(executor, '_executor', None)  # MultiThreadedExecutor's ThreadPoolExecutor
+            if pool is not None:
+                pool.shutdown(wait=True)
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,79 @@
+"""Ctrl-C on every node, 21 times (issue 12: sometimes a KeyboardInterrupt traceback, 'publisher's
+context is invalid' errors and 'terminate called without an active exception'): each round runs
+camera_source feeding a stereo and a mono node (lazy:=false, so frames flow) as separate
+processes in their own ROS domain; once all are up and working they get SIGINT (some twice, as
+under ``ros2 launch``). Every process must exit with 0 and write nothing but INFO lines."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+ROUNDS = 7
+# inputs always subscribed, and reliable: on a loaded machine no lost image may cause a warning
+RELIABLE = ['-p', 'lazy:=false', '-p', 'input_reliability:=reliable']
+NODES = {
+    'camera_source': (['depth_ros.nodes.camera_source', '-p', 'width:=160', '-p', 'height:=120', '-p', 'rate:=4.0',
+                       '-p', 'frames:=2'], 'Hz on'),
+    'stereo': (['depth_ros.nodes.stereo', '-p', 'model:=opencv_bm', *RELIABLE], 'subscribed to inputs'),
+    'mono': (['depth_ros.nodes.mono', '-p', 'input_size:=[64, 96]', *RELIABLE], 'subscribed to inputs'),
+}
+
+
+class Process:
+    """A node process whose output lines are collected by a reader thread."""
+
+    def __init__(self, name: str, args: list[str], ready: str, domain: int) -> None:
+        self.name, self.ready_text = name, ready
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED='1',  # transports as the launch files set
+                   FASTDDS_BUILTIN_TRANSPORTS='DEFAULT?sockets_size=4MB')
+        module, *params = args
+        self.proc = subprocess.Popen([sys.executable, '-m', module, '--ros-args', *params], env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip('\n'))
+
+    def ready(self) -> bool:
+        return any(self.ready_text in line for line in list(self.lines))
+
+    def finish(self, timeout: float = 30.0) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            self.lines.append('<<hung after SIGINT: killed>>')
+        self._reader.join(5)
+        return rc
+
+
+def test_sigint_shuts_every_node_down_cleanly():
+    base = 150 + os.getpid() % 70  # above the test domains of conftest (1-100), below Fast DDS's 232
+    procs = [Process(name, args, ready, base + r) for r in range(ROUNDS) for name, (args, ready) in NODES.items()]
+    try:
+        end = time.monotonic() + 90
+        while not all(p.ready() or p.proc.poll() is not None for p in procs) and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(2.0)  # frames flow through the nodes
+        exited = [(p.name, p.lines) for p in procs if p.proc.poll() is not None]
+        assert not exited, exited
+        for p in procs:
+            p.proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        for p in procs[::2]:  # under ros2 launch Ctrl-C arrives twice (terminal and launch)
+            if p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGINT)
+    finally:
+        results = [(p.name, p.finish(), p.lines) for p in procs]
+    failures = [(name, rc, [line for line in lines if '[INFO]' not in line]) for name, rc, lines in results
+                if rc != 0 or any('[INFO]' not in line for line in lines)]
+    assert not failures, failures
+    assert sum(p.ready() for p in procs) == len(procs)
