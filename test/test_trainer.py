@@ -201,3 +201,17 @@ def test_checkpoint_rng_state_round_trip(tmp_path):
     set_rng_state(read_checkpoint(tmp_path / 'a.pt')['rng'])
     assert (np.random.rand(), torch.rand(1).item()) == draws
     assert not (tmp_path / 'a.pt.tmp').exists() and math.isfinite(draws[0])
+
+
+def test_freeze_bn_keeps_batchnorm_statistics_while_the_weights_train(tmp_path):
+    """model.freeze_bn: fine-tuning weights whose BatchNorm was folded into the convolutions
+    (recovered from ONNX) must not renormalize with batch statistics; the convs still learn."""
+    trainer = Trainer(tiny_stereo(tmp_path, 'model.freeze_bn=true', 'schedule.max_steps=3', 'log.eval_every=1000',
+                                  'log.ckpt_every=1000'))
+    bns = [m for m in trainer.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    stats = [m.running_mean.clone() for m in bns]
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items() if k.endswith('weight')}
+    trainer.run(save_on_exit=False)
+    assert bns and not any(m.training for m in bns)
+    assert all(torch.equal(m.running_mean, s) for m, s in zip(bns, stats))
+    assert any(not torch.equal(trainer.model.state_dict()[k], v) for k, v in weights.items())

@@ -30,6 +30,8 @@ class ModelConfig:
     init: str = ''                     # checkpoint whose model weights start the run ('' = random init)
     channels_last: bool = False        # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False              # torch.compile the training module
+    freeze_bn: bool = False            # BatchNorm layers keep their statistics (eval mode) while training: fine-tuning
+                                       # weights recovered from ONNX (BN folded into the convs) or with small batches
 
 
 @dataclass

@@ -168,7 +168,7 @@ class Trainer:
         stop_at = self.total_steps if steps is None else min(self.total_steps, self.step + steps)
         sums: dict[str, torch.Tensor] = {}
         count, out_of_time = 0, False
-        self.model.train()
+        self.train_mode()
         while self.step < stop_at:
             values = self.train_step(lr_at(self.step, cfg.optim.lr, cfg.schedule, self.iters_per_epoch))
             self.step += 1
@@ -212,6 +212,14 @@ class Trainer:
             self.logger.log_train(self.step, {'epoch': self.step / self.iters_per_epoch, 'lr': lr, **means},
                                   self.cfg.data.batch_size * self.dist.world, logged)
 
+    def train_mode(self) -> None:
+        """The model in training mode; with ``model.freeze_bn`` its BatchNorm layers stay in eval mode."""
+        self.model.train()
+        if self.cfg.model.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
         """Metrics on the held-out batches (rank 0; the other ranks wait); updates best.pt and plots."""
@@ -223,7 +231,7 @@ class Trainer:
                 self.metrics = self.task.evaluate(self.model, self.val_batches)
                 rows, unit = self.task.sample_rows(self.model, self.val_batches[0], 3)
             finally:
-                self.model.train()
+                self.train_mode()
             self.logger.log_val(self.step, self.metrics)
             value = self.metrics.get(self.best['metric'], math.nan)
             if math.isfinite(value) and value < self.best['value']:
