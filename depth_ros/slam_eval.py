@@ -10,7 +10,7 @@ truth).
 
 Depth comes from the estimators the nodes run (``depth_ros.inference``) with the nodes' own
 conversion: disparity -> depth (``geometry.disparity_to_depth``), then NaN outside
-[``MIN_DEPTH``, ``MAX_DEPTH``] (``geometry.clip_depth``; the nodes' default parameters).
+[``MIN_DEPTH``, ``MAX_DEPTH``] (``geometry.mask_invalid``, as the nodes do; their default parameters).
 
     seq = render_walk(frames=60, size=(320, 240))
     run = estimate_depth(seq, 'opencv_sgbm')
@@ -123,7 +123,7 @@ def estimate_depth(seq: Walk, method: str) -> DepthRun:
 
     depth, start = [], time.perf_counter()
     for i in range(len(seq.left)):
-        depth.append(geometry.clip_depth(estimate(i), MIN_DEPTH, MAX_DEPTH))
+        depth.append(geometry.mask_invalid(np.array(estimate(i), np.float32), MIN_DEPTH, MAX_DEPTH))
     return DepthRun(method, depth, (time.perf_counter() - start) / len(seq.left))
 
 

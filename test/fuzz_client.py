@@ -52,6 +52,7 @@ class Inputs:
     def __init__(self, kind: str, width: int, height: int, rng: np.random.Generator) -> None:
         self.kind, self.width, self.height, self.rng = kind, width, height, rng
         self.images, self.infos = TOPICS[kind]['images'], TOPICS[kind]['infos']
+        self.mismatches = 0  # size mismatches sent: stereo alternates image/image and image/camera_info
 
     def texture(self, width: int, height: int) -> np.ndarray:
         small = self.rng.integers(0, 256, (-(-height // 4), -(-width // 4), 3), dtype=np.uint8)
@@ -120,7 +121,8 @@ def _size_mismatch(g: Inputs, t: int) -> Messages:
     """Left and right of different sizes (stereo) or an image whose camera_info is another size."""
     m = g.good(t)
     other = g.good(t, g.width // 2, g.height // 2)
-    topic = g.pick(g.images) if g.kind == 'stereo' and g.rng.random() < 0.5 else g.pick(g.infos)
+    g.mismatches += 1
+    topic = g.pick(g.images) if g.kind == 'stereo' and g.mismatches % 2 else g.pick(g.infos)
     m[topic] = other[topic]
     return m
 

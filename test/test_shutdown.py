@@ -18,7 +18,9 @@ RELIABLE = ['-p', 'lazy:=false', '-p', 'input_reliability:=reliable']
 NODES = {
     'camera_source': (['depth_ros.nodes.camera_source', '-p', 'width:=160', '-p', 'height:=120', '-p', 'rate:=4.0',
                        '-p', 'frames:=2'], 'Hz on'),
-    'stereo': (['depth_ros.nodes.stereo', '-p', 'model:=opencv_bm', *RELIABLE], 'subscribed to inputs'),
+    # 32 disparities: 128 (the default) leaves BM only the rightmost 32 columns of a 160 px image to match
+    'stereo': (['depth_ros.nodes.stereo', '-p', 'model:=opencv_bm', '-p', 'sgbm.disparity_range:=32', *RELIABLE],
+               'subscribed to inputs'),
     'mono': (['depth_ros.nodes.mono', '-p', 'input_size:=[64, 96]', *RELIABLE], 'subscribed to inputs'),
 }
 
