@@ -52,6 +52,7 @@ setup(
             'depth-ros-evaluate = depth_ros.training.cli.evaluate:main',
             'depth-ros-compare = depth_ros.training.cli.compare:main',
             'depth-ros-render = depth_ros.training.cli.render:main',
+            'depth-ros-adapt = depth_ros.training.cli.adapt:main',
             'depth-ros-bag = depth_ros.recordings.cli:main',
             'depth-ros-record = depth_ros.recordings.cli:record',
             'depth-ros-realcheck = depth_ros.training.realcheck:main',
