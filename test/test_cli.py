@@ -56,7 +56,8 @@ def last_json(text: str) -> dict:
 def test_console_scripts_are_installed():
     out = subprocess.run(['depth-ros-train', '--list'], capture_output=True, text=True, check=True).stdout.split()
     assert 'anynet_synthetic' in out and 'mbv2_fbnet_synthetic_kd' in out
-    for command in ('depth-ros-evaluate', 'depth-ros-compare', 'depth-ros-render', 'depth-ros-export', 'depth-ros-adapt'):
+    for command in ('depth-ros-evaluate', 'depth-ros-compare', 'depth-ros-render', 'depth-ros-export',
+                    'depth-ros-adapt'):
         assert 'usage' in subprocess.run([command, '--help'], capture_output=True, text=True, check=True).stdout
 
 

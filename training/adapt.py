@@ -135,7 +135,7 @@ class StereoAdapter:
         self.optimizer.zero_grad(set_to_none=True)
         terms['loss'].backward()
         self.optimizer.step()
-        values = {k: float(v) for k, v in terms.items()}
+        values = {k: float(v.detach()) for k, v in terms.items()}
         if not math.isfinite(values['loss']):
             raise FloatingPointError(f'stereo adaptation: non-finite loss at step {step}: {values}')
         return values
