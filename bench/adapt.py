@@ -32,7 +32,7 @@ def main() -> None:
          '--threads', str(args.threads)]))
     print(json.dumps(report, indent=2))
     gt, sup = report['ground_truth'], report['stereo_losses']
-    print(f'\nrecording: {args.bag} ({args.frames} frames 640x480), adapted on {gt["frames"]} held out; '
+    print(f'\nrecording: {args.bag} ({args.frames} frames 640x480), scored on frames {gt["frames"]}; '
           f'{report["elapsed_s"]:.0f} s on {args.threads} CPU threads\n')
     print('| | bad-3 (stereo) | EPE px | AbsRel (mono, metric) | delta1 (mono) | photometric loss, held out |')
     print('|---|---|---|---|---|---|')

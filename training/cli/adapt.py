@@ -2,7 +2,7 @@
 
     depth-ros-adapt recording.bag --out models/adapted/
     depth-ros-adapt recording.bag --out models/adapted/ --steps 300 --mono-steps 300 --resume
-    ros2 launch depth_ros depth.launch.py model:=models/adapted/anynet_spn8_adapted.json
+    ros2 launch depth_ros stereo.launch.py model:=$PWD/models/adapted/anynet_spn8_adapted.json
 
 The stereo network is fine-tuned on the first --share of the frames with self-supervised losses
 (photometric reconstruction, smoothness, left-right consistency, SGBM's confident pixels, a pull
