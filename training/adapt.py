@@ -216,9 +216,9 @@ class MonoDistiller:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f'mono distillation: non-finite loss at step {step}')
-        return {'distill': float(loss)}
+        return {'distill': float(loss.detach())}
 
     @torch.no_grad()
     def probe(self) -> dict[str, float]:
