@@ -285,14 +285,15 @@ class SyntheticSource:
     The first frame is rendered at once; the other ``frames - 1`` in a background thread
     (about 0.1 s each at 640x480), so ``read()`` never waits: until all are ready it plays
     the ones rendered so far. ``fx`` (px) 0 = the synthetic camera's 500 px at 640 px width,
-    scaled to ``size``; ``baseline`` (m) 0 = its 0.12 m.
+    scaled to ``size``; ``baseline`` (m) 0 = its 0.12 m. ``photos``: photographs on surfaces
+    (the ``depth-ros-render textures`` bank) instead of procedural textures.
     """
 
     stereo = True
     path = 'synthetic scene'
 
     def __init__(self, size: tuple[int, int] = (640, 480), *, fx: float = 0.0, baseline: float = 0.0,
-                 seed: int = 0, frames: int = 30) -> None:
+                 seed: int = 0, frames: int = 30, photos: bool = False) -> None:
         from . import synthetic
 
         width, height = size
@@ -301,7 +302,7 @@ class SyntheticSource:
         baseline = baseline if baseline > 0 else default.baseline
         self.camera = Camera(pinhole(width, height, fx), width, height, baseline)
         self._render_camera = synthetic.StereoCamera(width, height, fx, fx, (width - 1) / 2, (height - 1) / 2, baseline)
-        self._scene = synthetic.random_scene(seed)
+        self._scene = synthetic.random_scene(seed, photos=synthetic.PhotoBank.load() if photos else None)
         self._render = synthetic.render_stereo
         ease = (1 - np.cos(np.pi * np.linspace(0.0, 1.0, frames))) / 2 if frames > 1 else np.zeros(1)
         self._poses = [synthetic.pose_matrix(x=0.3 * s - 0.15, z=0.2 * s, yaw=0.06 * (s - 0.5)) for s in ease]

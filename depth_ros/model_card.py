@@ -14,12 +14,15 @@ A card says what the graphs compute and how to feed them::
       "output": {"quantity": "disparity", "unit": "px", "scale": 1.0},
       "f_canonical": null,                # mono: focal (px, at network resolution) of the canonical camera
       "trained": false,
-      "training": {...}, "metrics": {...}
+      "training": {...}, "metrics": {...},
+      "torch_weights": {"file": "anynet_spn8.weights.npz", "sha256": "...", "precision": "fp32"}
     }
 
 ``input.size`` is the (height, width) the network was trained/exported at; with ``dynamic``
 the graphs accept any size that is a multiple of ``multiple_of``. ``output.scale`` is the
 output resolution over the input resolution (0.5 for a half-resolution decoder).
+``torch_weights`` names the network's state dict as a numpy archive, for fine-tuning
+(``depth_ros.nets.from_onnx.load_card_weights``).
 Mono outputs are metric depth of the canonical camera: depth = output * f_net / f_canonical,
 f_net being the focal length in pixels at the network's input resolution.
 """
@@ -71,6 +74,7 @@ class ModelCard:
     trained: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    torch_weights: dict[str, Any] = field(default_factory=dict)  # {"file", "sha256", "precision"} (.npz)
     directory: Path = Path('.')
 
     @property

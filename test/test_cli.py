@@ -15,7 +15,7 @@ import torch
 from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.metrics import depth_metrics, stereo_metrics
 from depth_ros.model_card import load_card
-from depth_ros.training.cli import compare, evaluate, export, render, train
+from depth_ros.training.cli import adapt, compare, evaluate, export, render, train
 from depth_ros.training.config import list_recipes
 from depth_ros.training.data import READERS, open_reader
 from depth_ros.training.evaluation import synthetic_samples
@@ -56,7 +56,8 @@ def last_json(text: str) -> dict:
 def test_console_scripts_are_installed():
     out = subprocess.run(['depth-ros-train', '--list'], capture_output=True, text=True, check=True).stdout.split()
     assert 'anynet_synthetic' in out and 'mbv2_fbnet_synthetic_kd' in out
-    for command in ('depth-ros-evaluate', 'depth-ros-compare', 'depth-ros-render', 'depth-ros-export'):
+    for command in ('depth-ros-evaluate', 'depth-ros-compare', 'depth-ros-render', 'depth-ros-export',
+                    'depth-ros-adapt'):
         assert 'usage' in subprocess.run([command, '--help'], capture_output=True, text=True, check=True).stdout
 
 
@@ -67,7 +68,8 @@ def without_torch(*args: str) -> subprocess.CompletedProcess:
 def test_help_works_without_torch_and_a_run_says_what_to_install(tmp_path):
     runs = {'depth-ros-train': ['--recipe', 'anynet_synthetic'], 'depth-ros-export': ['--arch', 'fastdepth'],
             'depth-ros-evaluate': ['--model', 'opencv_sgbm'], 'depth-ros-render': ['mono', str(tmp_path)],
-            'depth-ros-compare': ['--models', 'opencv_sgbm', '--out', str(tmp_path)]}
+            'depth-ros-compare': ['--models', 'opencv_sgbm', '--out', str(tmp_path)],
+            'depth-ros-adapt': [str(tmp_path / 'recording')]}
     for command, args in runs.items():
         r = without_torch(command, '--help')
         assert r.returncode == 0 and r.stdout.startswith(f'usage: {command}') and not r.stderr, r.stderr
@@ -78,7 +80,7 @@ def test_help_works_without_torch_and_a_run_says_what_to_install(tmp_path):
 
 
 def test_help_examples_parse_and_name_real_recipes_and_readers():
-    for cli in (train, export, evaluate, compare, render):
+    for cli in (train, export, evaluate, compare, render, adapt):
         parser = cli.build_parser()
         assert all(action.help for action in parser._actions), parser.prog  # every option says what it does
         examples = [shlex.split(line, comments=True) for line in parser.epilog.splitlines()

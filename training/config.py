@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     arch: str = 'fastdepth'            # registered network (depth_ros.nets.list_models())
     options: dict = field(default_factory=dict)   # create_model(arch, **options)
-    init: str = ''                     # checkpoint whose model weights start the run ('' = random init)
+    init: str = ''                     # start from: checkpoint .pt, model card or shipped model name ('' = random)
     channels_last: bool = False        # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False              # torch.compile the training module
     freeze_bn: bool = False            # BatchNorm layers keep their statistics (eval mode) while training: fine-tuning

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from depth_ros.nets import create_model, model_kind
-from depth_ros.nets.checkpoint import card_info, read_checkpoint, save_state
+from depth_ros.nets.checkpoint import card_info, init_state, read_checkpoint, save_state
 
 from . import distributed, plots, rng, streams
 from .config import TrainConfig, config_from_dict_raw, dump_config
@@ -73,7 +73,10 @@ class Trainer:
         self.kind = model_kind(cfg.model.arch)
         self.model = create_model(cfg.model.arch, **cfg.model.options).to(device)
         if cfg.model.init:
-            self.model.load_state_dict(read_checkpoint(cfg.model.init)['model'])
+            arch, state = init_state(cfg.model.init)
+            if arch != cfg.model.arch:
+                raise ValueError(f'model.init {cfg.model.init} holds a {arch!r} network, not {cfg.model.arch!r}')
+            self.model.load_state_dict(state)
         self.task = make_task(self.kind, cfg, device)
         self.stream = streams.train_stream(cfg, self.kind, device, self.dist.rank, self.dist.world)
         self.iters_per_epoch = self.stream.iters_per_epoch

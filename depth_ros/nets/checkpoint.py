@@ -59,6 +59,20 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def init_state(init: str | Path) -> tuple[str, dict[str, Any]]:
+    """(arch, state dict) that starts a run: ``init`` is a checkpoint (.pt), a model card (.json)
+    or a shipped model's name (its card's ``torch_weights`` archive)."""
+    path = Path(init)
+    if path.suffix != '.json' and path.is_file():
+        ckpt = read_checkpoint(path)
+        return ckpt['arch'], ckpt['model']
+    from ..model_card import find_card, load_card
+    from .from_onnx import load_card_weights
+
+    card = load_card(find_card(init))
+    return card.arch, load_card_weights(card).state_dict()
+
+
 def card_info(trained: bool, training: dict[str, Any], metrics: dict[str, Any],
               f_canonical: float | None) -> dict[str, Any]:
     """A checkpoint's 'card' entry: the model-card fields export_model accepts."""

@@ -6,6 +6,9 @@ Files written by :func:`export_model` into ``out_dir``:
 - stereo: ``<name>.s<k>.onnx`` for k = 1 .. ``model.max_stages``, inputs ``left``, ``right``
   (1, 3, H, W) -> output ``disparity`` (px), so the runtime picks how many stages to run
   (stereo models expose ``max_stages`` and a settable ``stages``);
+- ``<name>.weights.npz``: the torch state dict as numpy arrays (float16 with ``fp16``), named
+  by the card's ``torch_weights``, so trainers can fine-tune the exported network
+  (:func:`.from_onnx.load_card_weights`);
 - ``<name>.json``: the model card (see :mod:`depth_ros.model_card`).
 
 Graphs use the TorchScript-based exporter (``dynamo=False``): it keeps AnyNet's scripted SPN
@@ -33,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..model_card import INPUT_NAMES, Graph, load_card, network_card, sha256_of
 from ._registry import create_model, model_kind
+from .from_onnx import save_weights, weights_entry
 
 DEFAULT_INPUT_SIZE = (256, 512)
 CARD_KEYS = ('trained', 'training', 'metrics', 'f_canonical')
@@ -82,14 +86,15 @@ def store_weights_fp16(path: Path) -> None:
 def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
                  options: dict[str, Any] | None = None, state_dict: dict[str, Any] | None = None,
                  input_size: tuple[int, int] | None = None, opset: int = 17, dynamic: bool = True,
-                 fp16: bool = False, card: dict[str, Any] | None = None) -> Path:
+                 fp16: bool = False, card: dict[str, Any] | None = None, weights: bool = True) -> Path:
     """Export ``create_model(arch, **options)`` (with ``state_dict`` loaded if given) to ONNX.
 
     ``input_size`` (H, W) in px is the tracing size recorded in the card (default: the model's
     ``input_size`` attribute, else 256x512). ``card`` may give ``trained`` (default: whether a
     state_dict was given), ``training``, ``metrics`` and ``f_canonical`` (focal length in px of
     the canonical camera, mono). The stem is ``name``, default ``arch`` (plus ``_fp16`` with
-    ``fp16``). Returns the path of the card ``<out_dir>/<stem>.json``.
+    ``fp16``). ``weights``: also write ``<stem>.weights.npz``. Returns the path of the card
+    ``<out_dir>/<stem>.json``.
     """
     options = dict(options or {})
     card = dict(card or {})
@@ -129,6 +134,9 @@ def export_model(arch: str, out_dir: str | Path, *, name: str | None = None,
         model, name=stem, arch=arch, kind=kind, graphs=graphs, options=options, size=(height, width),
         dynamic=dynamic, precision='fp16' if fp16 else 'fp32', info=card,
         trained=bool(state_dict is not None and card.get('trained', True)), directory=out_dir)
+    if weights:
+        archive = save_weights(model.state_dict(), out_dir / f'{stem}.weights.npz', fp16=fp16)
+        model_card.torch_weights = weights_entry(archive, fp16)
     return model_card.save(out_dir / f'{stem}.json')
 
 

@@ -153,12 +153,15 @@ def record_main(argv: list[str] | None = None) -> int:
     p.add_argument('--start', type=float, default=DEFAULT_START, help='stamp of the first frame (s)')
     p.add_argument('--storage', choices=tuple(STORAGES), default='mcap', help='bag storage (default mcap)')
     p.add_argument('--force', action='store_true', help='overwrite an existing bag')
+    p.add_argument('--photos', action='store_true', help='photographs on the surfaces (depth-ros-render textures)')
+    p.add_argument('--camera', type=int, metavar='SEED', help='pass both views through an imperfect camera pair '
+                   '(blur, vignetting, exposure, noise, tone, JPEG) drawn with this seed')
     args = p.parse_args(argv)
     try:
         width, height = (int(v) for v in args.size.lower().split('x'))
         counts = record_synthetic(args.output, frames=args.frames, size=(width, height), rate=args.rate,
                                   seed=args.seed, namespace=args.namespace, storage=args.storage, force=args.force,
-                                  start=args.start)
+                                  start=args.start, photos=args.photos, camera=args.camera)
     except (BagError, ValueError) as e:
         print(f'depth-ros-record: {e}', file=sys.stderr)
         return 2

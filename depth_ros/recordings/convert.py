@@ -55,11 +55,11 @@ class Summary:
 
 
 class Progress:
-    """A progress line on ``stream``: frames done/total, frames/s and ETA. On a terminal it is
+    """A progress line on ``stream``: ``unit`` done/total, per second and ETA. On a terminal it is
     redrawn in place (at most 4 times a second); otherwise a line is printed every 10 %."""
 
-    def __init__(self, total: int, stream: TextIO | None) -> None:
-        self.total, self.stream = total, stream
+    def __init__(self, total: int, stream: TextIO | None, unit: str = 'frames') -> None:
+        self.total, self.stream, self.unit = total, stream, unit
         self._tty = bool(stream is not None and stream.isatty())
         self._start = self._last = time.monotonic()
         self._decile = 0
@@ -77,7 +77,7 @@ class Progress:
         rate = done / max(now - self._start, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float('inf')
         bar = '#' * (20 * done // self.total)
-        line = f'[{bar:<20}] {done}/{self.total} frames, {rate:.2f} frames/s, ETA {eta:.0f} s'
+        line = f'[{bar:<20}] {done}/{self.total} {self.unit}, {rate:.2f} {self.unit}/s, ETA {eta:.0f} s'
         self.stream.write(('\r' + line) if self._tty else line + '\n')
         if self._tty and done >= self.total:
             self.stream.write('\n')

@@ -9,7 +9,13 @@ Topics, under ``namespace`` (the camera_source messages, same frames and camera 
 the left optical frame in ``world``, the scene frame: x right, y down, z forward); ``/tf``
 (world -> camera_link per frame) and ``/tf_static`` (camera_link -> the optical frames, as
 camera_source broadcasts it, offered latched). Frame i is stamped ``start + i / rate`` s and
-logged at that time."""
+logged at that time.
+
+A recording that looks unlike the training renders (to try adapting the networks to it):
+``photos`` puts photographs on the surfaces, ``camera`` (a seed) sends both views through one
+imperfect camera pair (``synthetic.CameraArtifacts``: blur, vignetting, exposure, noise, tone
+curve, JPEG, rectification error; fixed for the recording, fresh noise per frame). The ground
+truth stays exact."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,6 +28,7 @@ from std_msgs.msg import Header
 from .. import msgs
 from ..nodes.camera_source import OPTICAL_ROTATION, camera_info
 from ..frame_sources import SyntheticSource
+from ..synthetic.camera import CameraArtifacts, apply_camera
 from .bagio import TYPESTORE, BagWriter, prepare_output
 
 WORLD = 'world'
@@ -69,15 +76,18 @@ def _tf(transforms: list[object]) -> object:
 
 def record_synthetic(path: str | Path, *, frames: int = 30, size: tuple[int, int] = (640, 480), rate: float = 10.0,
                      seed: int = 0, namespace: str = '/camera', storage: str = 'mcap', force: bool = False,
-                     start: float = DEFAULT_START) -> dict[str, int]:
+                     start: float = DEFAULT_START, photos: bool = False, camera: int | None = None) -> dict[str, int]:
     """Write ``frames`` synthetic stereo frames (size (width, height) px) as a bag at ``path``;
-    returns the messages written per topic. ``force`` replaces an existing bag."""
+    returns the messages written per topic. ``force`` replaces an existing bag; ``photos`` and
+    ``camera`` (seed of an imperfect camera pair) change the look (see the module doc)."""
     if frames < 1 or rate <= 0:
         raise ValueError(f'need frames >= 1 and rate > 0; got {frames}, {rate}')
     path = prepare_output(path, force)
     ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
-    source = SyntheticSource(size, seed=seed, frames=frames)
+    source = SyntheticSource(size, seed=seed, frames=frames, photos=photos)
     source.wait()
+    cam_rng = np.random.default_rng(camera)
+    look = CameraArtifacts().sample(cam_rng) if camera is not None else None
     cam = source.camera
     link_optical = np.eye(4)  # camera_link -> left optical frame (REP 103)
     link_optical[:3, :3] = rotation(OPTICAL_ROTATION)
@@ -92,13 +102,17 @@ def record_synthetic(path: str | Path, *, frames: int = 30, size: tuple[int, int
         infos = {side: camera_info(cam, FRAMES[side], side == 'right') for side in ('left', 'right')}
         for i, pose in enumerate(source.poses):
             frame = source.read()
+            left_rgb, right_rgb = frame.left, frame.right
+            if look is not None:
+                left_rgb = apply_camera(left_rgb, look, look['views'][0], cam_rng)
+                right_rgb = apply_camera(right_rgb, look, look['views'][1], cam_rng, dy=look['dy'])
             ns_i = t0 + int(round(i * 1e9 / rate))
             stamp = Time(**_stamp(ns_i))
             left, right = Header(stamp=stamp, frame_id=FRAMES['left']), Header(stamp=stamp, frame_id=FRAMES['right'])
             infos['left'].header, infos['right'].header = left, right
-            out = {'left/image_rect': msgs.array_to_image(frame.left, 'rgb8', left),
+            out = {'left/image_rect': msgs.array_to_image(left_rgb, 'rgb8', left),
                    'left/camera_info': infos['left'],
-                   'right/image_rect': msgs.array_to_image(frame.right, 'rgb8', right),
+                   'right/image_rect': msgs.array_to_image(right_rgb, 'rgb8', right),
                    'right/camera_info': infos['right'],
                    'ground_truth/depth': msgs.array_to_image(frame.depth, '32FC1', left),
                    'ground_truth/disparity': msgs.array_to_image(frame.disparity, '32FC1', left),

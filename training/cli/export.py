@@ -5,8 +5,9 @@
     depth-ros-export --arch fastdepth --input-size 224 224 --out /tmp/models
 
 Stereo networks give one graph per stage count (<name>.s<k>.onnx), mono networks <name>.onnx;
-the card is <name>.json (see depth_ros.model_card). --option with --checkpoint derives a model
-from the checkpoint's tensors (above: AnyNet without its SPN from an SPN run).
+the torch weights <name>.weights.npz (for fine-tuning: model.init=<card>); the card is
+<name>.json (see depth_ros.model_card). --option with --checkpoint derives a model from the
+checkpoint's tensors (above: AnyNet without its SPN from an SPN run).
 """
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for g in written.graphs:
         path = written.directory / g.file
         print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {g.stages} stage(s))')
+    if written.torch_weights:
+        path = written.directory / written.torch_weights['file']
+        print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB, torch weights for fine-tuning)')
     print(f'wrote {card_path} (trained: {str(written.trained).lower()})')
 
 
