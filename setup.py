@@ -22,7 +22,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
-        (f'share/{PACKAGE}/models', glob('models/*.onnx') + glob('models/*.npz') + glob('models/*.json') + glob('models/*.md')),
+        (f'share/{PACKAGE}/models', [f for ext in ('onnx', 'npz', 'json', 'md') for f in glob(f'models/*.{ext}')]),
     ],
     python_requires='>=3.10',
     install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'onnxruntime', 'pyyaml'],
