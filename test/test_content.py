@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from depth_ros.synthetic import StereoCamera, random_scene, render_stereo, render_view, sample_scenes
+from depth_ros.synthetic import StereoCamera, random_scene, render_stereo, sample_scenes
 from depth_ros.synthetic.content import N_THIN, REAL_SIZES
 from depth_ros.synthetic.sampler import N_BOXES, N_ELLIPSOIDS, N_PLANES
 
@@ -39,17 +39,6 @@ def test_rich_scene_renders_exact_thin_geometry():
             break
     frame = render_stereo(scene, cam)
     np.testing.assert_allclose(frame['disparity'] * frame['depth'], cam.fx * cam.baseline, rtol=1e-5)
-
-
-def test_rich_content_renders_the_same_on_numpy_and_torch():
-    torch = pytest.importorskip('torch')
-    scene = sample_scenes(np.random.default_rng(3), 2, content='rich')
-    fx, cx, cy = (np.array(v, np.float32) for v in ([70.0, 40.0], [31.5, 30.0], [23.5, 25.0]))
-    origin, rot = np.zeros((2, 3), np.float32), np.tile(np.eye(3, dtype=np.float32), (2, 1, 1))
-    depth_np, _ = render_view(scene, fx, fx, cx, cy, origin, rot, 48, 64)
-    as_t = torch.as_tensor
-    depth_t, _ = render_view(scene.map(as_t), *map(as_t, (fx, fx, cx, cy, origin, rot)), 48, 64)
-    np.testing.assert_allclose(depth_t.numpy(), depth_np, rtol=1e-5)
 
 
 def test_specular_highlights_are_bright_and_view_dependent():

@@ -140,10 +140,10 @@ def test_box_occludes_wall():
     assert not occluded[5, int(np.ceil(d_wall)) + 1:].any()   # rows above the box: only the border band
 
 
-def test_numpy_and_torch_render_the_same():
+@pytest.mark.parametrize('content, seed', [('basic', 4), ('rich', 3)])
+def test_numpy_and_torch_render_the_same(content, seed):
     torch = pytest.importorskip('torch')
-    rng = np.random.default_rng(4)
-    scene = sample_scenes(rng, 2)
+    scene = sample_scenes(np.random.default_rng(seed), 2, content=content)
     fx, cx, cy = (np.array(v, np.float32) for v in ([70.0, 40.0], [31.5, 30.0], [23.5, 25.0]))
     origin, rot = np.zeros((2, 3), np.float32), np.tile(np.eye(3, dtype=np.float32), (2, 1, 1))
     depth_np, rgb_np = render_view(scene, fx, fx, cx, cy, origin, rot, 48, 64)
