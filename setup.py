@@ -43,9 +43,9 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'stereo_depth_node = depth_ros.nodes.stereo:main',
-            'mono_depth_node = depth_ros.nodes.mono:main',
-            'camera_source = depth_ros.nodes.camera_source:main',
+            'stereo_depth_node = depth_ros.nodes.entry:stereo',
+            'mono_depth_node = depth_ros.nodes.entry:mono',
+            'camera_source = depth_ros.nodes.entry:camera_source',
             'depth-ros-demo = depth_ros.demo:main',
             'depth-ros-export = depth_ros.training.cli.export:main',
             'depth-ros-train = depth_ros.training.cli.train:main',

@@ -6,11 +6,14 @@ under ``ros2 launch``). Every process must exit with 0 and write nothing but INF
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 ROUNDS = 7
 # inputs always subscribed, and reliable: on a loaded machine no lost image may cause a warning
@@ -79,3 +82,17 @@ def test_sigint_shuts_every_node_down_cleanly():
                 if rc != 0 or any('[INFO]' not in line for line in lines)]
     assert not failures, failures
     assert sum(p.ready() for p in procs) == len(procs)
+
+
+@pytest.mark.parametrize('command', ['stereo_depth_node', 'mono_depth_node', 'camera_source'])
+def test_ctrl_c_while_a_node_starts_is_quiet(command):
+    """A Ctrl-C that arrives while a node is still importing its libraries (before run_node's
+    handler) ended in a KeyboardInterrupt traceback; now it exits 0 without a word."""
+    exe = shutil.which(command)
+    assert exe, f'{command} is not installed (pip install -e .)'
+    for delay in (0.05, 0.3, 0.6):
+        proc = subprocess.Popen([exe], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and 'Traceback' not in out, (delay, proc.returncode, out)
