@@ -75,7 +75,7 @@ class OrtRunner:
     ``disabled_optimizers`` names ONNX Runtime graph transformers to skip (the model card's
     ``input.ort_disabled_optimizers``: e.g. 'NchwcTransformer', whose 8/16-channel blocking slows
     1-4 channel convolutions down; AnyNet's step graphs avoid it by other means, see
-    :func:`depth_ros.nets.anynet_steps.outside_nchwc`)."""
+    :func:`depth_ros.nets.anynet_rewrites.outside_nchwc`)."""
 
     def __init__(self, path: str | Path, providers: Sequence[str], threads: int = 0,
                  input_names: Sequence[str] = (), disabled_optimizers: Sequence[str] = ()) -> None:
