@@ -17,8 +17,9 @@ the tensors of the steps before (:class:`depth_ros.inference.stereo.StereoEstima
 node comes from the full graph, so running all steps computes what the full graph computes,
 once. Before cutting, :func:`depth_ros.nets.anynet_rewrites.rewrite_all` rewrites the graph
 for ONNX Runtime's CPU kernels (same arithmetic): 3D cost-volume convolutions as stacked 2D
-ones, the stem on 4x4 pixel phases, the soft argmin without Softmax, and the small feature
-and SPN convolutions kept out of the NCHWc transformer, which then blocks the rest.
+ones, the stem on 4x4 pixel phases, the soft argmin without Softmax, the warps as row gathers,
+and the small feature and SPN convolutions kept out of the NCHWc transformer, which then
+blocks the rest.
 
     python -m depth_ros.nets.anynet_steps models/anynet_spn8.json
 """
