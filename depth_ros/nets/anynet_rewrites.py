@@ -155,10 +155,10 @@ def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/feature
     for n in graph.node:
         if id(n) in moved:
             continue
-        if n.op_type != 'Conv' or not n.name.startswith(prefixes):
+        attrs = _attrs(n)
+        if n.op_type != 'Conv' or not n.name.startswith(prefixes) or attrs.get('auto_pad', b'NOTSET') != b'NOTSET':
             nodes.append(n)
             continue
-        attrs = _attrs(n)
         w = _array(n.input[1], inits, producer)
         pads = list(attrs.get('pads', [0, 0, 0, 0]))
         conv = dict(kernel_shape=[1, *w.shape[2:]], pads=[0, pads[0], pads[1], 0, pads[2], pads[3]],
@@ -239,7 +239,9 @@ def stem_in_phases(model: onnx.ModelProto) -> onnx.ModelProto:
     shapes = (w0.shape[0], w0.shape[2:], w1.shape, list(a0.get('pads', [])), list(a0.get('strides', [1, 1])),
               list(a1.get('pads', [])), list(a1.get('strides', [])), list(ap['kernel_shape']),
               list(ap.get('strides', [])), any(ap.get('pads', [0])))
-    if shapes != (1, (3, 3), (1, 1, 3, 3), [1] * 4, [1, 1], [1] * 4, [2, 2], [2, 2], [2, 2], False):
+    plain = all(a.get('group', 1) == 1 and a.get('auto_pad', b'NOTSET') == b'NOTSET' for a in (a0, a1)) and \
+        all(list(a.get('dilations', [1, 1])) == [1, 1] for a in (a0, a1, ap)) and not ap.get('ceil_mode', 0)
+    if not plain or shapes != (1, (3, 3), (1, 1, 3, 3), [1] * 4, [1, 1], [1] * 4, [2, 2], [2, 2], [2, 2], False):
         return model
     w6 = np.zeros((16, w0.shape[1], 6, 6), np.float32)  # output p*4 + q: full-resolution pixel (4i + p, 4j + q)
     for p in range(4):
