@@ -137,13 +137,15 @@ def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
     return _prune(model)
 
 
-def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/features/', '/spn/')) -> onnx.ModelProto:
-    """Rewrite each 2D Conv whose node name starts with one of ``prefixes`` as a Conv3d with a
-    depth-1 kernel between Unsqueeze and Squeeze (a single consuming Relu moves inside, where
-    ONNX Runtime fuses it): the same arithmetic, bit for bit. ONNX Runtime's NCHWc transformer
-    only blocks 2D convolutions and pads their outputs to 8 or 16 channels, which makes the
-    1-channel full-resolution stem 4x slower; the regularizers' 16-48 channel convolutions,
-    left 2D, gain 1.6-2x from it."""
+def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/features/', '/spn/'),
+                  max_outputs: int = 3) -> onnx.ModelProto:
+    """Rewrite each 2D Conv whose node name starts with one of ``prefixes``, or that has at most
+    ``max_outputs`` output channels, as a Conv3d with a depth-1 kernel between Unsqueeze and
+    Squeeze (a single consuming Relu moves inside, where ONNX Runtime fuses it): the same
+    arithmetic, bit for bit. ONNX Runtime's NCHWc transformer only blocks 2D convolutions and
+    pads their outputs to 8 or 16 channels, which makes the 1-16 channel feature and SPN
+    convolutions and the regularizers' 3-output last layers slower (the full-resolution stem 4x);
+    the regularizers' other 12-48 channel convolutions, left 2D, gain 1.6-2x from it."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     inits = {i.name: i for i in graph.initializer}
@@ -156,10 +158,11 @@ def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/feature
         if id(n) in moved:
             continue
         attrs = _attrs(n)
-        if n.op_type != 'Conv' or not n.name.startswith(prefixes) or attrs.get('auto_pad', b'NOTSET') != b'NOTSET':
+        w = _array(n.input[1], inits, producer) if n.op_type == 'Conv' else None
+        if w is None or w.ndim != 4 or not (n.name.startswith(prefixes) or w.shape[0] <= max_outputs) or \
+                attrs.get('auto_pad', b'NOTSET') != b'NOTSET':
             nodes.append(n)
             continue
-        w = _array(n.input[1], inits, producer)
         pads = list(attrs.get('pads', [0, 0, 0, 0]))
         conv = dict(kernel_shape=[1, *w.shape[2:]], pads=[0, pads[0], pads[1], 0, pads[2], pads[3]],
                     strides=[1, *attrs.get('strides', [1, 1])], dilations=[1, *attrs.get('dilations', [1, 1])],
