@@ -77,8 +77,9 @@ SHRINK_ARENA.add_run_config_entry('memory.enable_memory_arena_shrinkage', 'cpu:0
 class OrtRunner:
     """An ONNX Runtime session on one graph file. ``providers`` are those the session really uses;
     ``disabled_optimizers`` names ONNX Runtime graph transformers to skip (the model card's
-    ``input.ort_disabled_optimizers``: e.g. 'NchwcTransformer', whose 8-channel blocking slows
-    AnyNet's 1-4 channel convolutions down 1.3-2x)."""
+    ``input.ort_disabled_optimizers``: e.g. 'NchwcTransformer', whose 8/16-channel blocking slows
+    1-4 channel convolutions down; AnyNet's step graphs avoid it by other means, see
+    :func:`depth_ros.nets.anynet_rewrites.outside_nchwc`)."""
 
     def __init__(self, path: str | Path, providers: Sequence[str], threads: int = 0,
                  input_names: Sequence[str] = (), disabled_optimizers: Sequence[str] = ()) -> None:

@@ -12,13 +12,14 @@ boundaries, so that step k continues from step k-1's tensors:
 - step 4 (SPN): ``previous``, ``left_normalized`` (``pair[:1]``) -> ``disparity``.
 
 ``previous`` is the disparity the step before returned. The card's graphs keep their
-``stages`` numbers and gain ``"incremental": true`` in ``output`` (and
-``"ort_disabled_optimizers": ["NchwcTransformer"]`` in ``input``, see
-:class:`depth_ros.inference.runners.OrtRunner`); the runtime feeds each step
+``stages`` numbers and gain ``"incremental": true`` in ``output``; the runtime feeds each step
 the tensors of the steps before (:class:`depth_ros.inference.stereo.StereoEstimator`). Every
 node comes from the full graph, so running all steps computes what the full graph computes,
-once; the 3D convolutions of the cost-volume regularizers are rewritten as 2D ones first
-(:func:`conv3d_as_2d`, same arithmetic, 2-3x faster in ONNX Runtime).
+once. Before cutting, :func:`depth_ros.nets.anynet_rewrites.rewrite_all` rewrites the graph
+for ONNX Runtime's CPU kernels (same arithmetic): 3D cost-volume convolutions as stacked 2D
+ones, the stem on 4x4 pixel phases, the soft argmin without Softmax, the warps as row gathers,
+and the small feature and SPN convolutions kept out of the NCHWc transformer, which then
+blocks the rest.
 
     python -m depth_ros.nets.anynet_steps models/anynet_spn8.json
 """
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from .anynet_rewrites import _referenced, rewrite_all
 
 ENCODER = {f'f{s}': f'/features/down{s}/down{s}.2/down{s}.2.2/Conv_output_0' for s in (16, 8, 4)}
 UP8 = '/features/up8/up8.1/up8.1.2/Conv_output_0'
@@ -51,19 +53,6 @@ def _stage_outputs(graph: onnx.GraphProto) -> list[str]:
             break
         chain.append(step.output[0])
     return chain
-
-
-def _referenced(nodes: Iterable[onnx.NodeProto]) -> set[str]:
-    """Every tensor name nodes read, including implicitly from their subgraphs (Loop bodies)."""
-    names: set[str] = set()
-    for n in nodes:
-        names.update(i for i in n.input if i)
-        for attr in n.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                inner = attr.g
-                names.update(_referenced(inner.node) - {o for m in inner.node for o in m.output}
-                             - {i.name for i in inner.input} - {i.name for i in inner.initializer})
-    return names
 
 
 def extract(model: onnx.ModelProto, inputs: dict[str, str], outputs: dict[str, str]) -> onnx.ModelProto:
@@ -114,92 +103,6 @@ def _rename(graph: onnx.GraphProto, names: dict[str, str]) -> None:
                 _rename(attr.g, names)
 
 
-def _array(name: str, inits: dict[str, onnx.TensorProto], producer: dict[str, onnx.NodeProto]) -> np.ndarray:
-    """A constant tensor: an initializer, possibly behind Identity nodes (the exporter's dedup)."""
-    while name not in inits:
-        name = producer[name].input[0]  # KeyError: not a constant
-    return numpy_helper.to_array(inits[name])
-
-
-def _const(graph: onnx.GraphProto, name: str, values: np.ndarray) -> str:
-    graph.initializer.append(numpy_helper.from_array(np.asarray(values), name))
-    return name
-
-
-def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rewrite each cost-volume regularizer (``/nets3d.k/``: BN, ReLU, 3x3x3 Conv on (B, C, D, h, w))
-    to run on (B*D, C, h, w): every Conv3d becomes one Conv2d with the three depth taps stacked
-    as output channels, whose outputs are summed shifted by -1, 0, +1 along D. The same
-    arithmetic (up to float summation order); ONNX Runtime's 2D convolutions are 2-3x faster
-    on these 1-16 channel volumes."""
-    graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    inits = {i.name: i for i in graph.initializer}
-    nodes: list[onnx.NodeProto] = []
-    volume: dict[str, str] = {}  # net prefix -> (B, D, h, w) tensor the net's volume came from
-    for n in graph.node:
-        prefix = next((p for p in (f'/nets3d.{k}/' for k in range(3)) if n.name.startswith(p)), None)
-        if n.op_type == 'Unsqueeze':
-            consumers = [m for m in graph.node if n.output[0] in m.input]
-            net = next((p for p in (f'/nets3d.{k}/' for k in range(3)) if consumers and
-                        consumers[0].name.startswith(p)), None)
-            if net:
-                volume[net] = n.input[0]
-                nodes.append(helper.make_node('Reshape', [n.input[0], _const(graph, f'{net}flat', np.array(
-                    [-1, 1, 0, 0], np.int64))], list(n.output), name=f'{net}to2d'))
-                continue
-        if n.op_type == 'Squeeze' and producer[n.input[0]].name.split('/')[1:2] and \
-                producer[n.input[0]].name.startswith('/nets3d.'):
-            net = '/' + producer[n.input[0]].name.split('/')[1] + '/'
-            shape = f'{net}volume_shape'
-            nodes += [helper.make_node('Shape', [volume[net]], [shape], name=shape),
-                      helper.make_node('Reshape', [n.input[0], shape], list(n.output), name=f'{net}to3d')]
-            continue
-        if prefix is None or n.op_type != 'Conv':
-            nodes.append(n)
-            continue
-        w = _array(n.input[1], inits, producer)
-        cout = w.shape[0]
-        stacked = np.concatenate([w[:, :, k] for k in range(3)], 0)
-        base = n.name[:-len('/Conv')]
-        inputs = [n.input[0], _const(graph, f'{base}/w2d', stacked)]
-        if len(n.input) > 2:
-            b = _array(n.input[2], inits, producer)
-            zero = np.zeros_like(b)
-            inputs.append(_const(graph, f'{base}/b2d', np.concatenate([zero, b, zero])))
-        t = {k: f'{base}/{k}' for k in ('y', 'hw', 'bd', 'sh6', 'y6', 'g1', 'a0', 'a', 'c0', 'c', 's',
-                                        'sum', 'sh4', 'yshape')}
-        i64 = lambda name, v: _const(graph, f'{base}/{name}', np.array(v, np.int64))  # noqa: E731
-        nodes += [
-            helper.make_node('Conv', inputs, [t['y']], name=f'{base}/Conv2d', kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-            helper.make_node('Shape', [t['y']], [t['yshape']], name=f'{base}/yshape'),
-            helper.make_node('Slice', [t['yshape'], i64('s2', [2]), i64('e4', [4])], [t['hw']], name=f'{base}/hw'),
-            helper.make_node('Shape', [volume[prefix]], [t['bd']], name=f'{base}/bd', end=2),
-            helper.make_node('Concat', [t['bd'], i64('g', [3, cout]), t['hw']], [t['sh6']], name=f'{base}/sh6', axis=0),
-            helper.make_node('Reshape', [t['y'], t['sh6']], [t['y6']], name=f'{base}/y6'),
-            # tap k of output depth d is y6[:, d + k - 1, k]: slice each tap straight from y6, shift by padding
-            helper.make_node('Slice', [t['y6'], i64('s1', [1]), i64('e2', [2]), i64('ax', [2])], [t['g1']],
-                             name=f'{base}/g1'),
-            helper.make_node('Slice', [t['y6'], i64('s00', [0, 0]), i64('em1', [-1, 1]), i64('ax12', [1, 2])],
-                             [t['a0']], name=f'{base}/a0'),
-            helper.make_node('Pad', [t['a0'], i64('pa', [0, 1, 0, 0, 0, 0] + [0] * 6)], [t['a']], name=f'{base}/a'),
-            helper.make_node('Slice', [t['y6'], i64('s12', [1, 2]), i64('ebig', [2 ** 62, 3]), i64('ax12b', [1, 2])],
-                             [t['c0']], name=f'{base}/c0'),
-            helper.make_node('Pad', [t['c0'], i64('pc', [0] * 6 + [0, 1, 0, 0, 0, 0])], [t['c']], name=f'{base}/c'),
-            helper.make_node('Add', [t['a'], t['g1']], [t['s']], name=f'{base}/add0'),
-            helper.make_node('Add', [t['s'], t['c']], [t['sum']], name=f'{base}/add1'),
-            helper.make_node('Concat', [i64('mc', [-1, cout]), t['hw']], [t['sh4']], name=f'{base}/sh4', axis=0),
-            helper.make_node('Reshape', [t['sum'], t['sh4']], list(n.output), name=f'{base}/to4d')]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = _referenced(graph.node)
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    onnx.checker.check_model(model)
-    return model
-
-
 def _normalization(graph: onnx.GraphProto) -> tuple[str, str, dict[str, list[float]]]:
     """(normalized left tensor, stacked normalized pair tensor, {'mean', 'inv_std'}) of a full
     AnyNet graph, whose Normalize is (x - mean) * inv_std on each image, then concatenated."""
@@ -243,7 +146,7 @@ def split_card(card_path: str | Path) -> list[Path]:
         raise ValueError(f'{card_path} already lists incremental step graphs')
     graphs = sorted(data['graphs'], key=lambda g: g['stages'])
     full = onnx.load(card_path.parent / graphs[-1]['file'])
-    steps, normalize = split(conv3d_as_2d(full), spn=len(graphs) == 4)
+    steps, normalize = split(rewrite_all(full), spn=len(graphs) == 4)
     written = []
     for g, step in zip(graphs, steps):
         path = card_path.parent / g['file']
@@ -253,7 +156,6 @@ def split_card(card_path: str | Path) -> list[Path]:
     data['graphs'] = graphs
     data['output']['incremental'] = True
     data['input']['normalize'] = normalize
-    data['input']['ort_disabled_optimizers'] = ['NchwcTransformer']  # 1-4 channel convs: 1.3-2x faster without
     card_path.write_text(json.dumps(data, indent=2) + '\n')
     return written
 
