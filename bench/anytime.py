@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -103,8 +104,7 @@ def main() -> None:
     text = '\n'.join(lines)
     print(text)
     if args.out:
-        with open(args.out, 'w') as f:
-            f.write(text + '\n')
+        Path(args.out).write_text(text + '\n')
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import cv2
@@ -85,8 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(results, args.model, args.rounds)
     print(text)
     if args.out:
-        with open(args.out, 'w') as f:
-            f.write(text + '\n')
+        Path(args.out).write_text(text + '\n')
 
 
 if __name__ == '__main__':
