@@ -44,17 +44,21 @@ DISP_SCALE = 16  # OpenCV's fixed-point disparity: 16 units per pixel
 
 # name: (low, high, odd, multiple) integer ranges; uniqueness_ratio, P1, P2 may be fractional
 RANGES: dict[str, tuple[int, int, bool, int]] = {
+    # the search (both matchers)
     'correlation_window_size': (1, 255, True, 1),
     'min_disparity': (-2048, 2048, False, 1),
     'disparity_range': (16, 4096, False, 16),
+    # filtering of the matches (both matchers)
     'uniqueness_ratio': (0, 100, False, 1),
-    'texture_threshold': (0, 10000, False, 1),
     'speckle_size': (0, 1000, False, 1),
     'speckle_range': (0, 31, False, 1),
     'disp12_max_diff': (-1, 128, False, 1),
+    'prefilter_cap': (1, 63, False, 1),
+    # SGBM's smoothness penalties
     'P1': (0, 100000, False, 1),
     'P2': (0, 100000, False, 1),
-    'prefilter_cap': (1, 63, False, 1),
+    # BM only
+    'texture_threshold': (0, 10000, False, 1),
     'prefilter_size': (5, 255, True, 1),
 }
 FRACTIONAL = ('uniqueness_ratio', 'P1', 'P2')
