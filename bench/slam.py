@@ -3,9 +3,12 @@
     pip install -e '.[slam]'            # Open3D (CPU) and evo; Open3D needs libusb-1.0 (apt: libusb-1.0-0)
     python bench/slam.py                # 60 frames at 640x480, every method, figures in models/eval/
     python bench/slam.py --frames 30 --size 320x240 --methods ground_truth opencv_sgbm
+    python bench/slam.py --bag /tmp/walk     # the walk as a recording, for depth-ros-adapt
+    python bench/slam.py --methods /tmp/adapted/anynet_spn8_adapted.json /tmp/adapted/mbv2_fbnet_kd_adapted.json
 
 For each depth source (the exact depth, OpenCV SGBM, each shipped stereo network, the mono node's
-default network with metric depth from the camera's focal length) this runs Open3D's RGB-D
+default network with metric depth from the camera's focal length; or any model card, such as
+``depth-ros-adapt``'s output) this runs Open3D's RGB-D
 odometry frame to frame over the walk of ``depth_ros.slam_eval`` and prints a markdown table:
 depth density and AbsRel, ATE (SE(3)-aligned; Sim(3)-aligned with its scale), RPE per frame
 (translation, rotation), failed steps, and time per frame (depth, odometry). Writes
@@ -22,10 +25,6 @@ import cv2
 import numpy as np
 
 from depth_ros import slam_eval
-
-ADAPTED_ROW = (f'| {slam_eval.MONO_DEFAULT} after adaptation | not measured: `depth-ros-adapt` (issue 10, part 2) '
-               'is not built yet | | | | | | | |')
-
 
 def abs_rel(depth: list[np.ndarray], truth: list[np.ndarray]) -> float:
     """Mean |d - d*| / d* over pixels valid in both (all frames)."""
@@ -49,8 +48,7 @@ def evaluate(seq: slam_eval.Walk, method: str, jacobian: str) -> dict:
 
 
 def table(results: list[dict], seq: slam_eval.Walk, jacobian: str) -> str:
-    """The markdown table of the results (with the placeholder row for adapted mono depth when the
-    mono default is among them)."""
+    """The markdown table of the results."""
     c = seq.camera
     path = np.linalg.norm(np.diff(seq.poses[:, :3, 3], axis=0), axis=1).sum()
     lines = [f'RGB-D odometry ({jacobian} term) on {len(seq.left)} frames at {c.width}x{c.height} '
@@ -61,12 +59,11 @@ def table(results: list[dict], seq: slam_eval.Walk, jacobian: str) -> str:
              '|---|---:|---:|---|---:|---:|---:|---:|---:|']
     for r in results:
         se3, sim3 = r['se3'], r['sim3']
-        name = r['method'] + (' (metric, from fx)' if r['method'] == slam_eval.MONO_DEFAULT else '')
+        name = Path(r['method']).stem if r['method'].endswith('.json') else r['method']
+        name += ' (metric, from fx)' if slam_eval.method_kind(r['method']) == 'mono' else ''
         lines.append(f"| {name} | {100 * r['run'].density:.0f}% | {r['absrel']:.3f} | {se3.ate:.3f} "
                      f"({sim3.ate:.3f}, {sim3.scale:.2f}) | {se3.rpe_trans:.4f} | {se3.rpe_rot:.3f} | {r['lost']} | "
                      f"{1000 * r['run'].seconds_per_frame:.0f} | {1000 * r['vo_s']:.0f} |")
-    if any(r['method'] == slam_eval.MONO_DEFAULT for r in results):
-        lines.append(ADAPTED_ROW)
     return '\n'.join(lines)
 
 
@@ -157,7 +154,10 @@ def main() -> None:
     parser.add_argument('--frames', type=int, default=60, help='frames of the walk (default 60)')
     parser.add_argument('--size', default='640x480', help='image WxH (default 640x480, the nodes\' camera)')
     parser.add_argument('--seed', type=int, default=slam_eval.SEED, help='random_scene seed of the room')
-    parser.add_argument('--methods', nargs='+', default=list(slam_eval.METHODS), help='depth sources')
+    parser.add_argument('--methods', nargs='+', default=list(slam_eval.METHODS),
+                        help='depth sources: names or model cards (e.g. depth-ros-adapt\'s output)')
+    parser.add_argument('--start', type=int, default=0, help='evaluate from this frame on (e.g. the held-out end)')
+    parser.add_argument('--bag', type=Path, help='write the walk as a recording here (for depth-ros-adapt) and stop')
     parser.add_argument('--jacobian', choices=('color', 'hybrid'), default='color', help='odometry residual')
     parser.add_argument('--map-method', default='anynet_spn8', help='depth + odometry shown next to the true map')
     parser.add_argument('--figures', type=Path, default=Path('models/eval'), help='folder for the JPEGs')
@@ -168,6 +168,11 @@ def main() -> None:
     start = time.perf_counter()
     seq = slam_eval.render_walk(args.frames, (width, height), args.seed)
     print(f'rendered {args.frames} frames in {time.perf_counter() - start:.1f} s', flush=True)
+    if args.bag:
+        print(f'{args.bag}: {slam_eval.write_bag(seq, args.bag)}')
+        return
+    seq = slam_eval.Walk(seq.left[args.start:], seq.right[args.start:], seq.depth[args.start:],
+                         seq.poses[args.start:], seq.camera)
     results = []
     for method in args.methods:
         results.append(evaluate(seq, method, args.jacobian))

@@ -16,11 +16,13 @@ conversion: disparity -> depth (``geometry.disparity_to_depth``), then NaN outsi
     run = estimate_depth(seq, 'opencv_sgbm')
     poses, lost = rgbd_odometry(seq, run.depth)
     errors = trajectory_errors(poses, seq.poses)      # ATE / RPE (evo)
+    write_bag(seq, 'walk_bag')                         # as a recording, for depth-ros-adapt
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -93,6 +95,20 @@ def render_walk(frames: int = 60, size: tuple[int, int] = (320, 240), seed: int 
         right.append(out['right'])
         depth.append(out['depth'])
     return Walk(left, right, depth, poses, camera)
+
+
+def write_bag(seq: Walk, path: str | Path, force: bool = False) -> dict[str, int]:
+    """Write the walk as a ``depth-ros-record`` bag at ``path`` (rectified pair, camera_infos,
+    ground truth depth / disparity / pose; ``recordings.record.write_frames``), e.g. for
+    ``depth-ros-adapt``; returns the messages written per topic."""
+    from .frame_sources import Camera, Frame, pinhole
+    from .recordings.record import write_frames
+
+    c = seq.camera
+    cam = Camera(pinhole(c.width, c.height, c.fx, c.fy), c.width, c.height, c.baseline)
+    frames = ((pose, Frame(left, right, depth, geometry.disparity_to_depth(depth, c.fx, c.baseline)))
+              for pose, left, right, depth in zip(seq.poses, seq.left, seq.right, seq.depth))
+    return write_frames(path, cam, frames, force=force)
 
 
 def method_kind(method: str) -> str:

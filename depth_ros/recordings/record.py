@@ -18,6 +18,7 @@ curve, JPEG, rectification error; fixed for the recording, fresh noise per frame
 truth stays exact."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from std_msgs.msg import Header
 
 from .. import msgs
 from ..nodes.camera_source import OPTICAL_ROTATION, camera_info
-from ..frame_sources import SyntheticSource
+from ..frame_sources import Camera, Frame, SyntheticSource
 from ..synthetic.camera import CameraArtifacts, apply_camera
 from .bagio import TYPESTORE, BagWriter, prepare_output
 
@@ -83,12 +84,35 @@ def record_synthetic(path: str | Path, *, frames: int = 30, size: tuple[int, int
     if frames < 1 or rate <= 0:
         raise ValueError(f'need frames >= 1 and rate > 0; got {frames}, {rate}')
     path = prepare_output(path, force)
-    ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
     source = SyntheticSource(size, seed=seed, frames=frames, photos=photos)
     source.wait()
     cam_rng = np.random.default_rng(camera)
     look = CameraArtifacts().sample(cam_rng) if camera is not None else None
-    cam = source.camera
+
+    def frames_of_source() -> Iterator[tuple[np.ndarray, Frame]]:
+        for pose in source.poses:
+            frame = source.read()
+            if look is not None:
+                frame = Frame(apply_camera(frame.left, look, look['views'][0], cam_rng),
+                              apply_camera(frame.right, look, look['views'][1], cam_rng, dy=look['dy']),
+                              frame.depth, frame.disparity)
+            yield pose, frame
+
+    try:
+        return write_frames(path, source.camera, frames_of_source(), rate=rate, namespace=namespace,
+                            storage=storage, start=start)
+    finally:
+        source.close()
+
+
+def write_frames(path: str | Path, cam: Camera, frames: Iterable[tuple[np.ndarray, Frame]], *, rate: float = 10.0,
+                 namespace: str = '/camera', storage: str = 'mcap', force: bool = False,
+                 start: float = DEFAULT_START) -> dict[str, int]:
+    """Write (world-from-left-optical pose (4, 4), stereo ``Frame`` with ground truth depth and
+    disparity) pairs of the rectified camera ``cam`` as a bag at ``path`` with the topics of the
+    module doc; returns the messages written per topic."""
+    path = prepare_output(path, force)
+    ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
     link_optical = np.eye(4)  # camera_link -> left optical frame (REP 103)
     link_optical[:3, :3] = rotation(OPTICAL_ROTATION)
     writer = BagWriter(path, storage)
@@ -100,19 +124,14 @@ def record_synthetic(path: str | Path, *, frames: int = 30, size: tuple[int, int
                                         _transform(FRAMES['base'], FRAMES['right'], t0, right_in_link)]),
                      t0, latched=True)
         infos = {side: camera_info(cam, FRAMES[side], side == 'right') for side in ('left', 'right')}
-        for i, pose in enumerate(source.poses):
-            frame = source.read()
-            left_rgb, right_rgb = frame.left, frame.right
-            if look is not None:
-                left_rgb = apply_camera(left_rgb, look, look['views'][0], cam_rng)
-                right_rgb = apply_camera(right_rgb, look, look['views'][1], cam_rng, dy=look['dy'])
+        for i, (pose, frame) in enumerate(frames):
             ns_i = t0 + int(round(i * 1e9 / rate))
             stamp = Time(**_stamp(ns_i))
             left, right = Header(stamp=stamp, frame_id=FRAMES['left']), Header(stamp=stamp, frame_id=FRAMES['right'])
             infos['left'].header, infos['right'].header = left, right
-            out = {'left/image_rect': msgs.array_to_image(left_rgb, 'rgb8', left),
+            out = {'left/image_rect': msgs.array_to_image(frame.left, 'rgb8', left),
                    'left/camera_info': infos['left'],
-                   'right/image_rect': msgs.array_to_image(right_rgb, 'rgb8', right),
+                   'right/image_rect': msgs.array_to_image(frame.right, 'rgb8', right),
                    'right/camera_info': infos['right'],
                    'ground_truth/depth': msgs.array_to_image(frame.depth, '32FC1', left),
                    'ground_truth/disparity': msgs.array_to_image(frame.disparity, '32FC1', left),
@@ -123,7 +142,6 @@ def record_synthetic(path: str | Path, *, frames: int = 30, size: tuple[int, int
             writer.write('/tf', _tf([_transform(WORLD, FRAMES['base'], ns_i, world_link)]), ns_i)
     finally:
         writer.close()
-        source.close()
     return dict(writer.counts)
 
 
