@@ -2,18 +2,19 @@
 
 Ctrl-C is quiet from the process's first instant: until ``run_node`` installs its own handler
 (after the node's module and its libraries are imported, about a second), SIGINT / SIGTERM
-end the process with status 0 and no KeyboardInterrupt traceback. Nothing ROS exists yet then,
-so there is nothing to clean up.
+end the process at once with status 0 (``os._exit``: an exception raised in the middle of a C
+extension's import, e.g. numpy's, would surface as an ImportError traceback). Nothing ROS exists
+yet then, so there is nothing to clean up.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import signal
-import sys
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
-    sys.exit(0)  # SystemExit unwinds the import without a traceback
+    os._exit(0)
 
 
 def _run(module: str, args: list[str] | None = None) -> None:
