@@ -93,3 +93,12 @@ def test_training_batches_carry_photos_on_the_device():
     photo = SyntheticStereo(32, 48, 'cpu', 0, 64.0, photometric=None, content='rich', photos=bank).next_batch(2)
     assert isinstance(photo['left'], torch.Tensor) and photo['left'].shape == (2, 3, 32, 48)
     assert not torch.equal(plain['left'], photo['left'])
+
+
+@pytest.mark.parametrize('content', ['basic', 'rich'])
+def test_the_sky_never_shows_a_photograph(content):
+    """The dome (last slot) stays procedural: an index slip once put photos on 52 % of the skies."""
+    bank = PhotoBank.from_images([_photo(s, 64)[..., ::-1].copy() for s in range(3)])
+    scenes = sample_scenes(np.random.default_rng(0), 200, photos=bank, photo_prob=0.5, content=content)
+    assert (scenes.texture[:, -1, TEX_PHOTO] == -1).all()
+    assert (scenes.texture[:, :-1, TEX_PHOTO] >= 0).mean() > 0.3

@@ -21,7 +21,7 @@ import numpy as np
 
 from .content import N_THIN, real_sizes, thin_structures
 from .render import full_windows
-from .scene import TEX_SHININESS, TEX_SPECULAR, Scene, assign_photos, sample_textures
+from .scene import TEX_PHOTO, TEX_SHININESS, TEX_SPECULAR, Scene, assign_photos, sample_textures
 from .textures import PhotoBank
 from .xp import Array, namespace
 
@@ -172,7 +172,7 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
         texture[..., TEX_SHININESS] = np.exp(rng.uniform(np.log(8.0), np.log(128.0), glossy.shape))
     if photos is not None:
         texture = assign_photos(rng, texture, photos.count, photo_prob)
-        texture[:, -1, -2:] = sample_textures(rng, (n,), scale=(1.0, 1.0))[:, -2:]   # the sky (dome) stays procedural
+        texture[:, -1, TEX_PHOTO] = -1.0   # the sky (dome) stays procedural
     # camera orientation: turn the whole room about the camera
     turn = _rot_y(rng.uniform(-0.3, 0.3, n)) @ _rot_x(rng.uniform(-0.2, 0.2, n)) @ _rot_z(rng.uniform(-0.08, 0.08, n))
     center = np.einsum('nij,npj->npi', turn, center)
