@@ -37,11 +37,11 @@ def test_adapt_lowers_the_self_supervised_losses_and_writes_loadable_cards(bag, 
     argv = [str(bag), '--out', str(out), '--share', '0.75', '--crop', '128', '192', '--quiet']
     adapt.main(argv + ['--steps', '3', '--mono-steps', '3'])
     first = json.loads(capsys.readouterr().out)
-    adapt.main(argv + ['--steps', '6', '--mono-steps', '6', '--resume'])  # 3 more steps of each
+    adapt.main(argv + ['--steps', '6', '--mono-steps', '10', '--resume'])  # 3 more stereo steps, 7 more mono
     report = json.loads(capsys.readouterr().out)
     state = __import__('torch').load(out / 'adapt_state.pt', weights_only=True)
-    assert (state['stereo_step'], state['mono_step']) == (6, 6)
-    assert len(state['stereo_history']) == 6 and len(state['mono_history']) == 6
+    assert (state['stereo_step'], state['mono_step']) == (6, 10)
+    assert len(state['stereo_history']) == 6 and len(state['mono_history']) == 10
     ss = report['stereo_losses']['adapted_frames']
     assert ss['before'] == first['stereo_losses']['adapted_frames']['before']  # kept across the resume
     assert ss['after']['photometric'] < ss['before']['photometric']

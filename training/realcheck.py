@@ -17,7 +17,7 @@ Scores (board region; a pixel without a prediction counts as bad):
   scale-and-shift-invariant AbsRel of disparity (inverse depth fitted to the ground truth's by
   least squares; vs the "lower rows are nearer" prior, disparity = row, ``rows_ssi_absrel``).
 
-    depth-ros-realcheck --figure models/eval/real_check.jpg --markdown --update-card
+    depth-ros-realcheck --figure models/eval/real_check.jpg --update-card
 
 It is small and narrow (one board, one rig): a real-world check beside the synthetic split, not
 a target to tune to. It is NOT OpenCV's aloe pair nor scikit-image's stereo data (reserved).

@@ -67,6 +67,9 @@ def train_stream(cfg: TrainConfig, kind: str, device: torch.device, rank: int = 
     if name != 'synthetic':
         from .reader_stream import ReaderStream
         return ReaderStream(cfg, kind, name, path, device, rank, world)
+    if cfg.data.augment.get('camera'):
+        raise ValueError("data.augment.camera applies to rendered/reader sources (numpy samples), not to "
+                         "data.source 'synthetic' (torch batches): render first (depth-ros-render)")
     iters = max(1, cfg.data.epoch_size // (cfg.data.batch_size * world))
     return SyntheticStream(lambda seed: synthetic_engine(cfg, kind, device, seed), cfg.data.batch_size,
                            cfg.system.seed, rank, iters, make_augment(cfg.data.augment))

@@ -256,6 +256,11 @@ def stem_in_phases(model: onnx.ModelProto) -> onnx.ModelProto:
         if abs(dy) <= 1 and abs(dx) <= 1:
             w2[2 * p + q, 4 * pp + qq, r, c] = w1[0, 0, dy + 1, dx + 1]
     base = '/stem_phases'
+    opset = next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))
+    if opset >= 18:  # ReduceMax's axes: an input from opset 18 on, an attribute before
+        max_inputs, max_axes = [f'{base}/y2', _const(graph, f'{base}/axes', np.array([1], np.int64))], {}
+    else:
+        max_inputs, max_axes = [f'{base}/y2'], {'axes': [1]}
     phases = [
         helper.make_node('Conv', [first.input[0], _const(graph, f'{base}/w6', w6),
                                   _const(graph, f'{base}/b6', np.repeat(b0, 16))], [f'{base}/y6'],
@@ -263,7 +268,7 @@ def stem_in_phases(model: onnx.ModelProto) -> onnx.ModelProto:
         helper.make_node('Relu', [f'{base}/y6'], [f'{base}/r6'], name=f'{base}/Relu'),
         helper.make_node('Conv', [f'{base}/r6', _const(graph, f'{base}/w2', w2), *second.input[2:]], [f'{base}/y2'],
                          name=f'{base}/Conv2x2', kernel_shape=[2, 2], pads=[1, 1, 0, 0]),
-        helper.make_node('ReduceMax', [f'{base}/y2'], list(pool.output), name=f'{base}/max', axes=[1], keepdims=1)]
+        helper.make_node('ReduceMax', max_inputs, list(pool.output), name=f'{base}/max', keepdims=1, **max_axes)]
     dropped = {id(first), id(relu), id(second)}
     nodes = [m for n in graph.node if id(n) not in dropped for m in (phases if n is pool else [n])]
     del graph.node[:]

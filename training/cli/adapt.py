@@ -53,27 +53,17 @@ def build_parser():
 
 
 def _export(card: Any, model: Any, out: Path, name: str, training: dict[str, Any]) -> Path:
-    """ONNX graphs + weights + card of an adapted model (AnyNet re-cut into step graphs when
-    depth_ros.nets.anynet_steps is available)."""
+    """ONNX graphs + weights + card of an adapted model (AnyNet re-cut into step graphs)."""
+    from depth_ros.nets.anynet_steps import split_card
     from depth_ros.nets.export import export_model
 
     path = export_model(card.arch, out, name=name, options=card.options, state_dict=model.state_dict(),
                         input_size=tuple(card.input['size']), dynamic=bool(card.input.get('dynamic', True)),
                         fp16=card.output.get('precision') == 'fp16',
                         card={'trained': True, 'training': training, 'metrics': {}, 'f_canonical': card.f_canonical})
-    try:
-        from depth_ros.nets.anynet_steps import split_card
-    except ImportError:
-        return path
     if card.arch == 'anynet':
         split_card(path)
     return path
-
-
-def _add_metrics(card_path: Path, key: str, value: dict[str, Any]) -> None:
-    data = json.loads(card_path.read_text())
-    data.setdefault('metrics', {})[key] = value
-    card_path.write_text(json.dumps(data, indent=2) + '\n')
 
 
 def run(args) -> dict[str, Any]:
@@ -166,9 +156,10 @@ def run(args) -> dict[str, Any]:
         after_gt = adapt.ground_truth_scores(stereo_path, mono_path, rec, held)
         evaluation = {'frames': f'{held[0]}-{held[-1]} of {len(rec)} (never adapted on)', 'before': before,
                       'after': after_gt}
+        from .evaluate import update_card
         for path in (stereo_path, mono_path):
             if path:
-                _add_metrics(path, 'adapt_eval', evaluation)
+                update_card(str(path), 'adapt_eval', evaluation)
         report['ground_truth'] = evaluation
     report['elapsed_s'] = round(time.monotonic() - start, 1)
     return report
@@ -182,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f'{PROG}: {e}')
     except KeyboardInterrupt:
-        sys.exit(f'{PROG}: interrupted; continue with --resume (state in {args.out / "adapt_state.pt"})')
+        from depth_ros.training.adapt import STATE
+        sys.exit(f'{PROG}: interrupted; continue with --resume (state in {args.out / STATE})')
     print(json.dumps(report, indent=2))
 
 

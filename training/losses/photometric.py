@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from depth_ros.metrics import ssim_from_moments
+
 from .masks import masked_mean
 from .structure import edge_aware_smoothness
 
@@ -44,8 +46,7 @@ def ssim_map(x: Tensor, y: Tensor) -> Tensor:
     var_x = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
     var_y = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
     cov = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return ssim_from_moments(mu_x, mu_y, var_x, var_y, cov, 0.01 ** 2, 0.03 ** 2)
 
 
 def photometric(disparity: Tensor, left: Tensor, right: Tensor) -> Tensor:
