@@ -66,3 +66,12 @@ def test_left_right_and_stage_agreement_on_known_maps():
     assert np.allclose(left_right(d, d)[:, 4:], 1.0) and np.all(left_right(d, d)[:, :3] == 0)  # warp leaves the image
     assert np.allclose(left_right(d, d + 1.0)[:, 4:], np.exp(-1.0))
     assert np.allclose(stage_agreement(d, d + 2.0), np.exp(-1.0)) and stage_agreement(d, d * np.nan).max() == 0
+
+
+def test_confidence_of_a_one_row_pair_does_not_raise():
+    """The information test halves the pair: a 1 px side made cv2.resize raise inside the node's frame."""
+    est = StereoEstimator('opencv_sgbm')
+    row = np.random.default_rng(0).integers(0, 256, (1, 200, 3), dtype=np.uint8)
+    est(row, row)
+    conf = est.confidence(left_right=False)
+    assert conf.shape == (1, 200) and conf.max() == 0.0 and est.warning

@@ -70,7 +70,8 @@ def informative(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> t
     """Whether a pair carries stereo information, and why not: at least MIN_TEXTURED of the left
     image has contrast, and there the views match at the disparity (median ZNCC >= MIN_ZNCC).
     Decided at half resolution (a quarter of the work)."""
-    left, right = (cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for img in (left, right))
+    half = (max(1, left.shape[1] // 2), max(1, left.shape[0] // 2))  # (w, h); a 1 px side stays 1 px
+    left, right = (cv2.resize(img, half, interpolation=cv2.INTER_AREA) for img in (left, right))
     disparity = cv2.resize(disparity, (left.shape[1], left.shape[0]), interpolation=cv2.INTER_NEAREST) * 0.5
     warped = warp_right_to_left(right.astype(np.float32), disparity)
     var_l, zncc = _moments(left, np.maximum(warped, 0.0))

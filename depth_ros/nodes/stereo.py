@@ -38,7 +38,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from stereo_msgs.msg import DisparityImage
 
 from .. import geometry, msgs
-from ..inference import StereoEstimator, opencv_stereo
+from ..inference import EstimatorError, StereoEstimator, opencv_stereo
 from .base import DepthNode, Frame, FrameError
 from .diagnostics import ERROR, WARN
 from .runtime import run_node
@@ -150,11 +150,12 @@ class StereoDepthNode(DepthNode):
 
     # --- inputs ----------------------------------------------------------------------------
     def subscribe(self) -> None:
+        topics = [self.resolve_topic_name(name) for _, name in INPUTS]
         self._sync = Synchronizer(
             self, INPUTS, self.on_input, qos=self.input_qos, queue_size=self.params.get('queue_size'),
             approximate=self.params.get('approximate_sync'), slop=self.params.get('slop'),
             on_unsynchronized=lambda message: self.errors.report('sync', message), on_rejected=self.reject_input,
-            on_message=lambda i, msg: self.input_watch.seen(self._sync.topics[i], msg))
+            on_message=lambda i, msg: self.input_watch.seen(topics[i], msg))
 
     def unsubscribe(self) -> None:
         if self._sync is not None:
@@ -205,14 +206,18 @@ class StereoDepthNode(DepthNode):
         the map when wanted, counts the stage that answered. Returns the messages published."""
         est, t0 = self.estimator, time.perf_counter()
         wanted = self.outputs.wanted(self.confidence_pub, self.lazy.lazy)
-        conf = est.confidence(left_right=wanted)  # OpenCV's left-right check costs a second matching
+        try:
+            conf = est.confidence(left_right=wanted)  # OpenCV's left-right check costs a second matching
+        except EstimatorError as e:  # the model was swapped (parameter change) after this frame's estimate
+            raise FrameError('model', f'model changed during the frame ({e}); frame skipped') from e
         threshold = self.params.get('confidence_threshold')
         if threshold > 0:
             np.copyto(disparity, np.float32(np.nan), where=conf < threshold)
         self._estimator_time += time.perf_counter() - t0
         if est.warning:
+            dropped = 'no valid depth published' if threshold > 0 else 'depth still published (confidence_threshold 0)'
             self.errors.report('no_information', f'stereo pair without depth information: {est.warning}; '
-                               'confidence 0, no valid depth published', WARN)
+                               f'confidence 0, {dropped}', WARN)
         if est.backend != 'opencv':
             stage = est.last_stage
             self._stage_counts[stage] = self._stage_counts.get(stage, 0) + 1
@@ -242,6 +247,8 @@ class StereoDepthNode(DepthNode):
         return None
 
     def apply_specific(self, changes: dict[str, Any]) -> None:
+        if changes.keys() & {'model', 'backend'}:
+            self._stage_counts = {}  # another network: its stage shares start again (new dict: the worker may count)
         sgbm = {k[5:]: v for k, v in changes.items() if k.startswith('sgbm.')}
         with self._estimator_lock:
             est = self.estimator

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import msgs
+from .. import geometry, msgs
+from ..nodes.sync import stamp_ns
 from .bagio import open_reader, read_messages
 from .pairing import discover
 
@@ -44,10 +45,6 @@ class StereoRecording:
         return list(range(cut)), list(range(cut, len(self)))
 
 
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
 def load_stereo_recording(path: str | Path, max_frames: int = 0) -> StereoRecording:
     """Read a bag's rectified stereo frames (the first ``max_frames``, 0: all) and ground truth.
     ValueError when the bag has no stereo camera or no frame with both views and camera_info."""
@@ -68,22 +65,23 @@ def load_stereo_recording(path: str | Path, max_frames: int = 0) -> StereoRecord
         if topic == cams.infos[1]:
             info = msg
         elif topic in gt:
-            by_stamp[gt[topic]][_stamp(msg)] = msgs.image_to_array(msg).astype(np.float32)
+            by_stamp[gt[topic]][stamp_ns(msg)] = msgs.image_to_array(msg).astype(np.float32)
         else:
             side = 'left' if topic == cams.images[0] else 'right'
-            by_stamp[side][_stamp(msg)] = msgs.image_to_rgb8(msg)
+            by_stamp[side][stamp_ns(msg)] = msgs.image_to_rgb8(msg)
     if info is None:
         raise ValueError(f'{path}: no camera_info on {cams.infos[1]}')
-    fx, tx = float(info.p[0]), float(info.p[3])
-    if fx <= 0 or tx >= 0:
-        raise ValueError(f'{path}: the right camera_info has no stereo baseline (P[0] = {fx}, P[3] = {tx})')
+    baseline = geometry.baseline_from_projection(info.p)
+    if baseline <= 0:
+        raise ValueError(f'{path}: the right camera_info gives a negative baseline ({baseline} m): '
+                         'left and right swapped?')
     stamps = sorted(set(by_stamp['left']) & set(by_stamp['right']))
     if max_frames:
         stamps = stamps[:max_frames]
     if not stamps:
         raise ValueError(f'{path}: no left and right images with equal stamps')
     rec = StereoRecording(path, [by_stamp['left'][s] for s in stamps], [by_stamp['right'][s] for s in stamps],
-                          stamps, fx, -tx / fx)
+                          stamps, float(info.p[0]), baseline)
     if all(s in by_stamp['disparity'] and s in by_stamp['depth'] for s in stamps):
         rec.disparity = [by_stamp['disparity'][s] for s in stamps]
         rec.depth = [by_stamp['depth'][s] for s in stamps]

@@ -5,6 +5,8 @@ exactly what the node would publish for the same input set: same topics (under t
 namespace), stamps, frame ids, encodings and decimation."""
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 import rclpy
@@ -72,6 +74,7 @@ class OfflineNode:
         """The node's outputs for one input set (stereo: left, left_info, right, right_info;
         mono: (image,) after ``set_camera_info``); FrameError for unusable input."""
         self._out = []
+        self.node._received = time.monotonic()  # what the node's worker sets: latency_budget_ms counts from here
         try:
             self.node.process(msgs)
         except FrameError:
