@@ -116,8 +116,7 @@ def mask_invalid(values: np.ndarray, low: float = 0.0, high: float = FLOAT32_MAX
 def count_outside(values: np.ndarray, low: float, high: float) -> int:
     """How many finite values (not NaN or inf) lie outside [low, high]."""
     with np.errstate(invalid='ignore'):
-        return int(np.count_nonzero((values < low) & np.isfinite(values))
-                   + np.count_nonzero((values > high) & np.isfinite(values)))
+        return int(np.count_nonzero(np.isfinite(values) & ((values < low) | (values > high))))
 
 
 class Backprojector:

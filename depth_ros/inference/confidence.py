@@ -90,7 +90,7 @@ def informative(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> t
 
 def stage_agreement(first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """(h, w) exp(-|last - first| / STAGE_SCALE): 1 where refinement left stage 1 alone."""
-    return np.exp(-np.abs(np.nan_to_num(last - first, nan=1e3)) / STAGE_SCALE).astype(np.float32)
+    return np.exp(-np.abs(np.nan_to_num(last - first, nan=1e3)) / STAGE_SCALE).astype(np.float32, copy=False)
 
 
 def left_right(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
@@ -100,7 +100,7 @@ def left_right(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
     diff = np.abs(disp_left - back)
     conf = np.exp(-np.square(diff / LR_SCALE))
     conf[~(back >= 0) | np.isnan(disp_left)] = 0.0
-    return conf.astype(np.float32)
+    return conf.astype(np.float32, copy=False)
 
 
 def network_confidence(left: np.ndarray, right: np.ndarray, stages: list[np.ndarray]) -> tuple[np.ndarray, str]:
