@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -109,7 +110,13 @@ def render_dataset(root: str | os.PathLike, kind: str, n: int, size: tuple[int, 
     (root / 'dataset.json').write_text(json.dumps(meta, indent=2) + '\n')
     tasks = [(kind, str(root), seed, s, size[0], size[1], max_disparity, look) for s in range(0, meta['n'], CHUNK)
              if not (root / f'{s + CHUNK - 1:06d}.npz').exists()]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    if workers <= 1:  # in this process: no child to start
+        for task in tasks:
+            _render_chunk(task)
+        return root
+    # spawned, not forked: a child forked from a process with threads (torch, ROS executors, BLAS)
+    # can deadlock on a lock one of those threads held (seen: a test's render hung for good)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context('spawn')) as pool:
         for _ in pool.map(_render_chunk, tasks):
             pass
     return root
