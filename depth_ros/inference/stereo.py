@@ -14,6 +14,7 @@ import numpy as np
 
 from ..geometry import mask_invalid
 from .confidence import matcher_confidence, network_confidence
+from .fusion import FUSIONS, SGBMFusion
 from .images import EstimatorError, TensorMaker, check_pair, to_grey
 from .loading import LoadedModel, check_backend, check_threads, load_network
 from .opencv_stereo import DISP_SCALE, METHODS, OpenCVStereo
@@ -94,14 +95,20 @@ class StereoEstimator:
     fall back to the CPU with a warning). ``threads``: ONNX Runtime intra-op threads, or torch's or
     OpenCV's process-wide thread count (0: library default). ``input_scale``: images are resized
     by it before matching (e.g. 0.5 to halve the work); ignored by fixed-size graphs, which get
-    images resized to their size.
+    images resized to their size. ``fusion``: 'sgbm' takes OpenCV SGBM's disparity (parameters in
+    ``sgbm``) where SGBM is confident and the network's elsewhere (networks only; see
+    :mod:`depth_ros.inference.fusion`); 'none' (default): the network alone.
     """
     kind = 'stereo'
 
     def __init__(self, model: str | Path = 'opencv_sgbm', *, backend: str = 'auto', stages: int | None = None,
                  providers: str | Sequence[str] = 'cpu', threads: int = 0, input_scale: float = 1.0,
-                 sgbm: dict[str, Any] | None = None) -> None:
+                 sgbm: dict[str, Any] | None = None, fusion: str = 'none') -> None:
         check_backend(backend)
+        if fusion not in FUSIONS:
+            raise EstimatorError(f'fusion must be one of {", ".join(FUSIONS)}, got {fusion!r}')
+        self.fusion = fusion
+        self._fusion: SGBMFusion | None = None
         if isinstance(input_scale, bool) or not isinstance(input_scale, Real) or not 0 < input_scale <= 4:
             raise EstimatorError(f'input_scale must be a number in (0, 4], got {input_scale!r}')
         self.input_scale = float(input_scale)
@@ -110,6 +117,8 @@ class StereoEstimator:
         self._last: tuple[SizeMap, np.ndarray, np.ndarray, np.ndarray] | None = None  # for confidence()
         self.warning = ''  # why the last pair scored confidence 0 ('' when it carried information)
         if str(model) in METHODS:
+            if fusion != 'none':
+                raise EstimatorError(f'fusion={fusion!r} combines a network with SGBM; {model} is no network')
             if backend not in ('auto', 'opencv'):
                 raise EstimatorError(f'{model} runs on the opencv backend, not {backend!r}')
             check_threads(threads)
@@ -121,12 +130,17 @@ class StereoEstimator:
             self.available_stages = [1]
             self.providers: list[str] = []
         else:
-            if sgbm:
-                raise EstimatorError(f'sgbm parameters apply to {" and ".join(METHODS)} only, not {model!r}')
+            if sgbm and fusion != 'sgbm':
+                raise EstimatorError(f'sgbm parameters apply to {" and ".join(METHODS)} (or fusion=\'sgbm\') only, '
+                                     f'not {model!r}')
             loaded = load_network(model, 'stereo', backend, providers, threads, builtin=METHODS)
             self._opencv, self._net = None, _StereoNetwork(loaded)
             self.name, self.backend, self.trained = loaded.card.name, loaded.backend, loaded.card.trained
             self.available_stages = loaded.card.stages
+            if fusion == 'sgbm':
+                if threads:
+                    cv2.setNumThreads(threads)
+                self._fusion = SGBMFusion(sgbm, concurrent=threads != 1)  # 1 thread: one after the other
             if loaded.fixed_size and self.input_scale != 1.0:
                 log.warning('model %r has fixed-size graphs: input_scale %g is ignored', self.name, self.input_scale)
         self.stages = max(self.available_stages) if stages is None else stages
@@ -160,6 +174,8 @@ class StereoEstimator:
         high = self._opencv.max_disparity if self._opencv else self._net.max_disparity
         if high is None:
             high = float(self._padded_width or 0)
+        if self._fusion:
+            high = max(high, self._fusion.max_disparity)
         return high / self._scale_x
 
     @property
@@ -170,14 +186,17 @@ class StereoEstimator:
 
     @property
     def sgbm_params(self) -> dict[str, Any]:
-        """Current OpenCV parameters (empty for networks)."""
-        return dict(self._opencv.params) if self._opencv else {}
+        """Current OpenCV parameters (empty for networks without fusion)."""
+        matcher = self._opencv or (self._fusion and self._fusion.matcher)
+        return dict(matcher.params) if matcher else {}
 
     def set_sgbm(self, **params: Any) -> None:
         """Change OpenCV matcher parameters at run time (names as in stereo_image_proc)."""
-        if self._opencv is None:
-            raise EstimatorError(f'set_sgbm applies to {" and ".join(METHODS)}; this estimator runs {self.name}')
-        self._opencv.set_params(**params)
+        matcher = self._opencv or (self._fusion and self._fusion.matcher)
+        if not matcher:
+            raise EstimatorError(f'set_sgbm applies to {" and ".join(METHODS)} and fusion; this estimator runs '
+                                 f'{self.name} alone')
+        matcher.set_params(**params)
 
     def size_map(self, shape: tuple[int, int]) -> SizeMap:
         """How (H, W) images are mapped to the matcher and back."""
@@ -213,8 +232,12 @@ class StereoEstimator:
             disparity = self._opencv.disparity(left_net, right_net)
             low, high = self._opencv.min_disparity, self._opencv.max_disparity
         else:
+            pending = self._fusion.start(left_net, right_net) if self._fusion else None
             disparity = self._net.disparity(left_net, right_net, self._stages, deadline)
             low, high = self._net.min_disparity, self._net.max_disparity or sm.padded_size[1]
+            if self._fusion:  # the network's own range first, then SGBM's values where it is trusted
+                disparity = self._fusion.combine(pending, mask_invalid(disparity, low, high))
+                high = max(high, self._fusion.max_disparity)
         self._scale_x, self._padded_width = sm.scale_x, sm.padded_size[1]
         self._last = (sm, left_net, right_net, mask_invalid(disparity, low, high))
         disparity = sm.from_network(disparity)
@@ -237,4 +260,6 @@ class StereoEstimator:
             conf, self.warning = matcher_confidence(grey_l, grey_r, disparity, right, left_right)
         else:
             conf, self.warning = network_confidence(grey_l, grey_r, self._net.outputs)
+            if self._fusion and not self.warning:
+                conf = self._fusion.confidence(conf)
         return sm.from_network(conf)

@@ -19,7 +19,8 @@ Publishes, every message with the left image's header (stamp and frame_id):
   the left optical frame, NaN where the depth is invalid;
 - ``confidence``: 32FC1 in [0, 1], same size and header as depth/image: how much each pixel's
   disparity can be trusted (AnyNet: agreement of its first and last stage run; OpenCV: left-right
-  consistency while this topic has subscribers). Pixels below ``confidence_threshold`` are
+  consistency while this topic has subscribers; with ``fusion`` 'sgbm', SGBM's left-right
+  consistency where its disparity was taken). Pixels below ``confidence_threshold`` are
   invalid in every output; a pair without stereo information (covered lens, dead camera, blank
   or unrelated views) scores 0 everywhere and is reported as a WARN;
 - ``/diagnostics``: rates, latency, node overhead, drops, errors, model and backend, and for
@@ -39,6 +40,7 @@ from stereo_msgs.msg import DisparityImage
 
 from .. import geometry, msgs
 from ..inference import EstimatorError, StereoEstimator, opencv_stereo
+from ..inference.fusion import FUSIONS
 from .base import DepthNode, Frame, FrameError
 from .diagnostics import ERROR, WARN
 from .runtime import run_node
@@ -70,7 +72,7 @@ SGBM_HELP: dict[str, str] = {
 class StereoDepthNode(DepthNode):
     """Rectified stereo pair in; disparity, depth, camera_info and points out."""
 
-    RELOAD_EXTRA = ('input_scale',)
+    RELOAD_EXTRA = ('input_scale', 'fusion')
     INPUT_PAIRS = (('left/image_rect', 'left/camera_info'), ('right/image_rect', 'right/camera_info'))
     KIND, BUILTIN_MODELS = 'stereo', OPENCV
     MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
@@ -97,6 +99,13 @@ class StereoDepthNode(DepthNode):
                   range=(0.0, 1.0))
         p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the '
                   'pixels to match); outputs stay at the input resolution.', range=(0.1, 2.0))
+        p.declare('fusion', 'none', "'sgbm': run OpenCV SGBM (the sgbm.* parameters; disparity_range should "
+                  "cover the scene) beside the network and publish SGBM's disparity where it is left-right "
+                  "consistent within 1 px and the network's disparity lies inside SGBM's range, the "
+                  "network's elsewhere (confidence: SGBM's left-right consistency there). Sharper edges and "
+                  "thin structures, fewer gross errors; costs SGBM's two matchings (run beside the network "
+                  "unless threads is 1). 'none': the network alone. Ignored by opencv_* models.",
+                  choices=FUSIONS)
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
                   'requiring equal stamps (cameras that are not hardware-synchronized).', read_only=True)
@@ -107,7 +116,7 @@ class StereoDepthNode(DepthNode):
         for name, description in SGBM_HELP.items():
             default = float(defaults[name]) if name in opencv_stereo.FRACTIONAL else defaults[name]
             limits = opencv_stereo.RANGES.get(name)  # (low, high, odd, multiple); None: sgbm_mode
-            p.declare(f'sgbm.{name}', default, description + ' Used by opencv_sgbm / opencv_bm.',
+            p.declare(f'sgbm.{name}', default, description + ' Used by opencv_sgbm / opencv_bm and by fusion.',
                       range=limits[:2] if limits else None, step=limits[3] if limits and limits[3] > 1 else 0,
                       choices=None if limits else tuple(opencv_stereo.SGBM_MODES))
 
@@ -125,9 +134,10 @@ class StereoDepthNode(DepthNode):
 
     def load(self, values: dict[str, Any]) -> StereoEstimator:
         model = values['model']
+        fusion = 'none' if model in OPENCV else values['fusion']
         est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
-                              threads=values['threads'], input_scale=values['input_scale'],
-                              sgbm=self._sgbm(values) if model in OPENCV else None)
+                              threads=values['threads'], input_scale=values['input_scale'], fusion=fusion,
+                              sgbm=self._sgbm(values) if model in OPENCV or fusion != 'none' else None)
         stages = values['stages']
         if stages in est.available_stages:
             est.stages = stages
@@ -252,7 +262,7 @@ class StereoDepthNode(DepthNode):
         sgbm = {k[5:]: v for k, v in changes.items() if k.startswith('sgbm.')}
         with self._estimator_lock:
             est = self.estimator
-            if sgbm and est.name in OPENCV:
+            if sgbm and (est.name in OPENCV or est.fusion != 'none'):
                 est.set_sgbm(**sgbm)
             if 'stages' in changes and len(est.available_stages) > 1:  # one stage: stages is ignored
                 est.stages = changes['stages'] or max(est.available_stages)
