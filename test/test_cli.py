@@ -104,6 +104,8 @@ def test_unknown_readers_and_missing_data_are_one_line_errors(tmp_path):
         compare.main(['--models', 'opencv_sgbm', '--data', 'nyu2:/x', '--out', str(tmp_path)])
     with pytest.raises(SystemExit, match=rf'^depth-ros-evaluate: --data kitti_stereo:{tmp_path}: .* is not a dir'):
         evaluate.main(['--model', 'opencv_sgbm', '--data', f'kitti_stereo:{tmp_path}'])
+    with pytest.raises(SystemExit, match=r'^depth-ros-evaluate: --update-card stores the network alone'):
+        evaluate.main(['--model', 'anynet_spn8', '--fusion', 'sgbm', '--update-card'])
     with pytest.raises(SystemExit, match=r"^depth-ros-train: unknown reader 'kitti'"):
         train.main(['--recipe', 'anynet_synthetic', '--set', 'data.source=kitti:/x'])
     with pytest.raises(SystemExit, match=r"^depth-ros-export: unknown model 'nosuch'; known: anynet, "):

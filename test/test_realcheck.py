@@ -68,8 +68,9 @@ def test_scores_sgbm_and_a_trivial_matcher(check):
 
 def test_full_check_reports_every_shipped_model(check):
     rig, samples = check
-    result = realcheck.run_check(samples[:1])
-    assert {'opencv_sgbm', 'opencv_bm', 'anynet_spn8 s4', 'anynet_spn8 s4 @0.5'} <= set(result['stereo'])
+    result = realcheck.run_check(samples[:1], fusion=True)
+    assert {'opencv_sgbm', 'opencv_bm', 'anynet_spn8 s4', 'anynet_spn8 s4 @0.5', 'anynet_spn8 s4 + sgbm'} <= set(
+        result['stereo'])
     for metrics in result['stereo'].values():
         assert 0.0 <= metrics['bad3'] <= metrics['bad1'] <= 1.0
     for metrics in result['mono'].values():

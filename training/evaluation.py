@@ -64,16 +64,19 @@ def describe(model: str) -> dict[str, Any]:
 
 
 def load_estimator(model: str, kind: str, max_disparity: float | None = None,
-                   input_scale: float = 1.0) -> Estimator:
+                   input_scale: float = 1.0, fusion: str = 'none') -> Estimator:
     """The runtime estimator of ``model``; OpenCV matchers search ``max_disparity`` px (rounded
     up to 16); a mono checkpoint runs at the size it was trained at (recorded in its card);
-    stereo networks see the pair resized by ``input_scale`` (the node parameter of that name)."""
+    stereo networks see the pair resized by ``input_scale`` and are fused with SGBM (same range)
+    by ``fusion`` 'sgbm' (the node parameters of those names)."""
     if kind == 'mono':
         return DepthEstimator(model)
     sgbm = None
-    if model in METHODS and max_disparity:
+    if (model in METHODS or fusion != 'none') and max_disparity:
         sgbm = {'disparity_range': int(-(-max_disparity // 16) * 16)}
-    return StereoEstimator(model, sgbm=sgbm, input_scale=1.0 if model in METHODS else input_scale)
+    if model in METHODS:
+        return StereoEstimator(model, sgbm=sgbm)
+    return StereoEstimator(model, sgbm=sgbm, input_scale=input_scale, fusion=fusion)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -177,10 +180,10 @@ def evaluate(estimator: Estimator, samples: list[Sample], kind: str, stages: int
 
 
 def evaluate_model(model: str, samples: list[Sample], kind: str, max_disparity: float | None = None,
-                   max_depth: float | None = None, input_scale: float = 1.0) -> dict[str, Any]:
+                   max_depth: float | None = None, input_scale: float = 1.0, fusion: str = 'none') -> dict[str, Any]:
     """{'name', 'metrics' (all stages), 'stages' {k: metrics} (anytime stereo networks),
-    'predictions'} of one model on ``samples`` (stereo networks at ``input_scale``)."""
-    estimator = load_estimator(model, kind, max_disparity, input_scale)
+    'predictions'} of one model on ``samples`` (stereo networks at ``input_scale``, fused by ``fusion``)."""
+    estimator = load_estimator(model, kind, max_disparity, input_scale, fusion)
     result: dict[str, Any] = {'name': estimator.name}
     stage_counts = getattr(estimator, 'available_stages', [None])
     if len(stage_counts) > 1:

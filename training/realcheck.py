@@ -209,23 +209,28 @@ def score_mono(estimator: DepthEstimator, samples: list[Sample]) -> tuple[dict[s
 
 
 # ---------------------------------------------------------------------------------------- report
-def stereo_configs() -> list[tuple[str, str, dict[str, Any]]]:
+def stereo_configs(fusion: bool = False) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, model, StereoEstimator kwargs): OpenCV (disparity range OPENCV_RANGE), and every shipped
-    stereo network at every stage count, at full size (input_scale 1) and half size (0.5)."""
-    configs = [(m, m, {'sgbm': {'disparity_range': OPENCV_RANGE}}) for m in ('opencv_sgbm', 'opencv_bm')]
+    stereo network at every stage count, at full size (input_scale 1) and half size (0.5); with
+    ``fusion`` also each at full size fused with SGBM (same range; labels '... + sgbm')."""
+    sgbm = {'disparity_range': OPENCV_RANGE}
+    configs = [(m, m, {'sgbm': sgbm}) for m in ('opencv_sgbm', 'opencv_bm')]
     for card in shipped_cards('stereo'):
         for scale in (1.0, 0.5):
             for stages in card.stages:
                 configs.append((f'{card.name} s{stages}' + ('' if scale == 1.0 else f' @{scale:g}'),
                                 card.name, {'stages': stages, 'input_scale': scale}))
+        if fusion:
+            configs += [(f'{card.name} s{stages} + sgbm', card.name, {'stages': stages, 'fusion': 'sgbm', 'sgbm': sgbm})
+                        for stages in card.stages]
     return configs
 
 
-def run_check(samples: list[Sample], mono: bool = True) -> dict[str, Any]:
+def run_check(samples: list[Sample], mono: bool = True, fusion: bool = False) -> dict[str, Any]:
     """Scores of every configuration: {'stereo': {label: metrics}, 'mono': {name: metrics},
     'predictions': {label: [maps]}, 'models': {label: (model, kwargs)}}."""
     result: dict[str, Any] = {'stereo': {}, 'mono': {}, 'predictions': {}, 'models': {}}
-    for label, model, kwargs in stereo_configs():
+    for label, model, kwargs in stereo_configs(fusion):
         result['stereo'][label], result['predictions'][label] = score_stereo(StereoEstimator(model, **kwargs), samples)
         result['models'][label] = (model, kwargs)
     if mono:
@@ -285,7 +290,7 @@ def card_entries(result: dict[str, Any], samples: list[Sample], rig: Rig) -> dic
              'gt_fit_rms': float(np.mean([s['fit_rms'] for s in samples]))}
     entries: dict[str, dict[str, Any]] = {}
     for label, (model, kwargs) in result['models'].items():
-        if model.startswith('opencv_'):
+        if model.startswith('opencv_') or kwargs.get('fusion'):  # cards describe the network alone
             continue
         entry = entries.setdefault(model, dict(about))
         if model in result['mono']:
@@ -305,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument('--data', type=Path, default=DATA_DIR, help='folder with left01.jpg ... (opencv-doc)')
     p.add_argument('--pairs', nargs='*', help='score only these pairs (e.g. left01 left05)')
     p.add_argument('--no-mono', action='store_true', help='stereo only')
+    p.add_argument('--fusion', action='store_true', help="also every stereo network fused with SGBM (fusion='sgbm')")
     p.add_argument('--figure', type=Path, help='write the figure here (e.g. models/eval/real_check.jpg)')
     p.add_argument('--out', type=Path, help='write the scores as JSON here')
     p.add_argument('--update-card', action='store_true',
@@ -314,11 +320,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f'rig: fx {rig.fx:.1f} px, baseline {rig.baseline:.3f} squares, stereo rms {rig.rms:.3f} px; '
           f'{len(samples)} pairs, plane fit rms {np.mean([s["fit_rms"] for s in samples]):.3f} px, '
           f'rectified vertical offset {np.mean([s["dy"] for s in samples]):.3f} px')
-    result = run_check(samples, mono=not args.no_mono)
+    result = run_check(samples, mono=not args.no_mono, fusion=args.fusion)
     print(markdown(result, len(samples)))
     if args.figure:
         from depth_ros.viz import write_image
-        best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb), default=None)]
+        best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb and '+' not in lb),
+                    default=None)]
         labels = ['opencv_sgbm'] + [lb for lb in best if lb] + list(result['mono'])[:1]
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)

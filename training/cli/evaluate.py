@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-sgbm', action='store_true', help='stereo: skip the OpenCV SGBM reference')
     p.add_argument('--input-scale', type=float, default=1.0,
                    help='stereo networks: resize the pair by this before matching (the node parameter; default: 1)')
+    p.add_argument('--fusion', default='none', choices=('none', 'sgbm'),
+                   help="stereo networks: fuse with SGBM where it is confident (the node parameter; default: none)")
     p.add_argument('--label', help="name of the data in the card's metrics (default: --data)")
     return p
 
@@ -93,17 +95,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f'{PROG}: {e}')
     if args.update_card and (evaluation.is_checkpoint(args.model) or args.model in ('opencv_sgbm', 'opencv_bm')):
         sys.exit(f'{PROG}: --update-card needs a model with a card (export the checkpoint first)')
+    if args.update_card and args.fusion != 'none':
+        sys.exit(f'{PROG}: --update-card stores the network alone: drop --fusion')
     try:
         info = evaluation.describe(args.model)
     except (ModelCardError, ValueError) as e:
         sys.exit(f'{PROG}: {e}')
     kind, size, max_disp = info['kind'], resolve_size(args, [info]), max_disparity_of([info])
     samples = load_data(PROG, evaluation, args, kind, size, max_disp)
-    result = evaluation.evaluate_model(args.model, samples, kind, max_disp, args.max_depth, args.input_scale)
+    result = evaluation.evaluate_model(args.model, samples, kind, max_disp, args.max_depth, args.input_scale,
+                                       args.fusion)
     report: dict[str, Any] = {'model': result['name'], 'kind': kind, 'data': args.label or args.data,
                               'split': args.split, 'n': len(samples), 'metrics': result['metrics']}
     if kind == 'stereo' and args.input_scale != 1.0:
         report['input_scale'] = args.input_scale
+    if kind == 'stereo' and args.fusion != 'none':
+        report['fusion'] = args.fusion
     if args.data == 'synthetic':
         report['size'] = list(size)
     if 'stages' in result:
