@@ -10,7 +10,7 @@ pixels where the fused map took SGBM. Latency: median of ``--runs`` calls on one
 after 3 warm-up calls, ONNX Runtime / OpenCV on 1 and 2 threads.
 
     python bench/fusion.py --data basic:/work/data/eval_basic:60 real:/work/data/eval_real:48 \
-        --figure models/eval/fusion.jpg --figure-pairs real:3 real:10 board:left03
+        --figure models/eval/fusion.jpg --figure-pairs real:1 real:35 real:43 board:left03
 """
 from __future__ import annotations
 
