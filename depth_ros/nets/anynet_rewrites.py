@@ -138,14 +138,15 @@ def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/features/', '/spn/'),
-                  max_outputs: int = 3) -> onnx.ModelProto:
-    """Rewrite each 2D Conv whose node name starts with one of ``prefixes``, or that has at most
-    ``max_outputs`` output channels, as a Conv3d with a depth-1 kernel between Unsqueeze and
-    Squeeze (a single consuming Relu moves inside, where ONNX Runtime fuses it): the same
-    arithmetic, bit for bit. ONNX Runtime's NCHWc transformer only blocks 2D convolutions and
-    pads their outputs to 8 or 16 channels, which makes the 1-16 channel feature and SPN
-    convolutions and the regularizers' 3-output last layers slower (the full-resolution stem 4x);
-    the regularizers' other 12-48 channel convolutions, left 2D, gain 1.6-2x from it."""
+                  max_outputs: int = 3, blocked_from: int = 16) -> onnx.ModelProto:
+    """Rewrite each 2D Conv whose node name starts with one of ``prefixes`` and that has fewer
+    than ``blocked_from`` output channels, or that has at most ``max_outputs``, as a Conv3d with a
+    depth-1 kernel between Unsqueeze and Squeeze (a single consuming Relu moves inside, where ONNX
+    Runtime fuses it): the same arithmetic, bit for bit. ONNX Runtime's NCHWc transformer only
+    blocks 2D convolutions and pads their outputs to 8 or 16 channels, which makes the 1-8 channel
+    feature and SPN convolutions and the regularizers' 3-output last layers slower (the
+    full-resolution stem 4x); the regularizers' other 12-48 channel convolutions and the SPN
+    guidance's 16-24 channel ones, left 2D, gain 1.3-2x from it."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     inits = {i.name: i for i in graph.initializer}
@@ -159,8 +160,9 @@ def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/feature
             continue
         attrs = _attrs(n)
         w = _array(n.input[1], inits, producer) if n.op_type == 'Conv' else None
-        if w is None or w.ndim != 4 or not (n.name.startswith(prefixes) or w.shape[0] <= max_outputs) or \
-                attrs.get('auto_pad', b'NOTSET') != b'NOTSET':
+        outside = w is not None and w.ndim == 4 and attrs.get('auto_pad', b'NOTSET') == b'NOTSET' and (
+            (n.name.startswith(prefixes) and w.shape[0] < blocked_from) or w.shape[0] <= max_outputs)
+        if not outside:
             nodes.append(n)
             continue
         pads = list(attrs.get('pads', [0, 0, 0, 0]))
@@ -216,7 +218,6 @@ def expectation_without_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return model
-
 
 
 def stem_in_phases(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -346,6 +347,64 @@ def warp_as_gather(model: onnx.ModelProto) -> onnx.ModelProto:
     return _prune(model)
 
 
+def spn_loop_as_scan(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite the SPN's column recurrence (:func:`depth_ros.nets.anynet.propagate`, exported as
+    a Loop whose body gathers column t of x, g1, g2, g3 (T, N, R) and appends
+    ``x + g1 pad(h[:, :-1]) + g2 h + g3 pad(h[:, 1:])`` to a sequence) as a Scan over all T
+    columns from a zero state, whose slices and stacked output need no Gather, SequenceInsert or
+    ConcatFromSequence: the same sums in the same order (column 0's gates are zero, so it
+    gives x[0] as the Loop's start), the SPN 1.3 ms faster at 640x480. Other graphs are left as
+    they are."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = _readers(graph)
+    loop = next((n for n in graph.node if n.op_type == 'Loop'), None)
+    body = next(a.g for a in loop.attribute if a.name == 'body') if loop is not None else None
+    inner = {o: n for n in body.node for o in n.output} if body is not None else {}
+    insert = inner.get(body.output[-1].name) if body is not None else None
+    adds = [inner.get(insert.input[1])] if insert is not None and insert.op_type == 'SequenceInsert' else []
+    while adds[-1:] and adds[-1] is not None and adds[-1].op_type == 'Add' and len(adds) < 4:
+        adds.append(inner.get(adds[-1].input[0]))
+    if len(adds) != 4 or adds[3] is None or adds[3].op_type != 'Gather':  # x[t] + g1.. + g2.. + g3..
+        return model
+    muls = [inner.get(a.input[1]) for a in adds[2::-1]]
+    gates = [inner.get(m.input[0]) if m is not None and m.op_type == 'Mul' else None for m in muls]
+    concat = [r for r in readers.get(loop.output[1], []) if r.op_type == 'ConcatFromSequence']
+    if None in gates or any(g.op_type != 'Gather' for g in gates) or len(concat) != 1 or readers.get(loop.output[0]):
+        return model
+    b, f = '/spn/scan', onnx.TensorProto.FLOAT
+    i64 = lambda name, v: _const(graph, f'{b}/{name}', np.array(v, np.int64))  # noqa: E731
+    step: list[onnx.NodeProto] = []
+
+    def node(op: str, inputs: list[str], name: str) -> str:
+        step.append(helper.make_node(op, inputs, [f'{b}/{name}'], name=f'{b}/{name}'))
+        return f'{b}/{name}'
+    h, x, g1, g2, g3 = (f'{b}/{k}' for k in ('h', 'x', 'g1', 'g2', 'g3'))
+    axis = i64('axis', [1])
+    down = node('Pad', [node('Slice', [h, i64('zero', [0]), i64('minus1', [-1]), axis], 'above'),
+                        i64('pad_top', [0, 1, 0, 0])], 'down')  # h[row - 1], 0 in row 0
+    up = node('Pad', [node('Slice', [h, i64('one', [1]), i64('end', [2 ** 62]), axis], 'below'),
+                      i64('pad_bottom', [0, 0, 0, 1])], 'up')  # h[row + 1], 0 in the last row
+    new = node('Add', [node('Add', [node('Add', [x, node('Mul', [g1, down], 'm1')], 's1'),
+                                    node('Mul', [g2, h], 'm2')], 's2'), node('Mul', [g3, up], 'm3')], 'new')
+    step.append(helper.make_node('Identity', [new], [f'{b}/column'], name=f'{b}/column'))
+    value = lambda name: helper.make_tensor_value_info(name, f, None)  # noqa: E731
+    scan_body = helper.make_graph(step, 'spn_scan', [value(n) for n in (h, x, g1, g2, g3)],
+                                  [value(new), value(f'{b}/column')])
+    start = producer[loop.input[2]].output[0]  # x[0]: its shape is the state's
+    scan = [helper.make_node('Shape', [start], [f'{b}/shape'], name=f'{b}/shape'),
+            helper.make_node('ConstantOfShape', [f'{b}/shape'], [f'{b}/h0'], name=f'{b}/h0',
+                             value=helper.make_tensor('zero', f, [1], [0.0])),
+            helper.make_node('Scan', [f'{b}/h0', adds[3].input[0], *(g.input[0] for g in gates)],
+                             [f'{b}/last', concat[0].output[0]], name=f'{b}/Scan', body=scan_body, num_scan_inputs=4)]
+    dropped = {id(concat[0]), id(producer[loop.input[3]])}  # the ConcatFromSequence and the SequenceConstruct
+    nodes = [m for n in graph.node if id(n) not in dropped for m in (scan if n is loop else [n])]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return _prune(model)
+
+
 def rewrite_all(model: onnx.ModelProto) -> onnx.ModelProto:
     """Every rewrite of this module, in order."""
-    return warp_as_gather(expectation_without_softmax(outside_nchwc(stem_in_phases(conv3d_as_2d(model)))))
+    return spn_loop_as_scan(warp_as_gather(expectation_without_softmax(outside_nchwc(stem_in_phases(
+        conv3d_as_2d(model))))))
