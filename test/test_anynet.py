@@ -214,3 +214,7 @@ def test_incremental_step_graphs_match_the_full_graphs_and_stop_at_a_deadline(tm
     assert ranks == {('stem_phases', False, 2), ('features', False, 3), ('spn', False, 3), ('spn', True, 2)} | {
         (f'nets3d.{k}', False, r) for k in range(3) for r in (2, 3)}
     assert {n.op_type for n in graphs[3].node} >= {'Scan'} and 'Loop' not in {n.op_type for n in graphs[3].node}
+    # each step ends before its stage's full-size upsampling, which the runtime does (OpenCV)
+    assert [sorted(o.name for o in g.output) for g in graphs] == [
+        ['coarse', 'f16', 'f4', 'f8'], ['residual', 'up8'], ['residual'], ['coarse']]
+    assert 'Resize' not in {n.op_type for n in graphs[0].node}
