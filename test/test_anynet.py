@@ -218,3 +218,5 @@ def test_incremental_step_graphs_match_the_full_graphs_and_stop_at_a_deadline(tm
     assert [sorted(o.name for o in g.output) for g in graphs] == [
         ['coarse', 'f16', 'f4', 'f8'], ['residual', 'up8'], ['residual'], ['coarse']]
     assert 'Resize' not in {n.op_type for n in graphs[0].node}
+    assert [sum(n.op_type in ('GridSample', 'GatherElements') for n in g.node) for g in graphs] == [0, 1, 1, 0]
+    assert not any(n.op_type == 'GridSample' for g in graphs for n in g.node)  # one row gather per warp
