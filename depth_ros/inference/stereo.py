@@ -92,7 +92,9 @@ class _StereoNetwork:
             low = state.pop(key, None)
             if low is not None:
                 up = cv2.resize(low.reshape(low.shape[-2:]), size[::-1], interpolation=cv2.INTER_LINEAR)
-                return (up + state['previous'] if key == 'residual' else up).reshape(1, 1, *size)
+                if key == 'residual':
+                    np.add(up, state['previous'].reshape(size), out=up)
+                return up.reshape(1, 1, *size)
         return state['disparity']
 
 
