@@ -5,12 +5,15 @@ load from other processes hits all of them alike). No torch needed.
 
     python bench/stereo_speed.py [--rounds 12] [--threads 1 2] [--model anynet_spn8] [--compare CARD] [--out speed.md]
 
-Prints the per-call medians and the issue's three ratios with their goals:
-AnyNet stage 1 / StereoBM < 1, AnyNet stages 1-3 / SGBM <= 0.5, AnyNet with SPN / SGBM < 1.
+Prints the per-call medians, the issue's three ratios with their goals (AnyNet stage 1 /
+StereoBM < 1, AnyNet stages 1-3 / SGBM <= 0.5, AnyNet with SPN / SGBM < 1) and the load average
+around each thread count: on a shared machine, other processes on the second core hide any
+two-thread gain (SGBM's about 1.9x on a quiet one).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -82,8 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     cam = StereoCamera(width=W, height=H, fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=B)
     scene = render_stereo(random_scene(seed=1), cam)
     pair = (scene['left'], scene['right'])
-    results = {t: measure(args.model, t, args.rounds, pair, args.compare) for t in args.threads}
+    load = [os.getloadavg()[0]]
+    results = {}
+    for t in args.threads:
+        results[t] = measure(args.model, t, args.rounds, pair, args.compare)
+        load.append(os.getloadavg()[0])
     text = report(results, args.model, args.rounds)
+    text += ('\n\nload average (1 min) before and after each thread count: '
+             + ' / '.join(f'{v:.2f}' for v in load) + ' (other processes: 2-thread timings need a quiet machine)')
     print(text)
     if args.out:
         Path(args.out).write_text(text + '\n')

@@ -202,12 +202,21 @@ def test_incremental_step_graphs_match_the_full_graphs_and_stop_at_a_deadline(tm
     assert new.last_stage == 4
     with pytest.raises(ValueError, match='already'):
         split_card(tmp_path / 'steps' / full.name)
-    # feature and SPN convolutions and the regularizers' 3-output last layers run as depth-1 Conv3d
-    # (ONNX Runtime's NCHWc transformer would pad their outputs), the regularizers' other layers and
-    # the stem's on 4x4 phases as 2D (which it blocks)
+    # the 1-8 channel feature and SPN convolutions and the regularizers' 3-output last layers run as
+    # depth-1 Conv3d (ONNX Runtime's NCHWc transformer would pad their outputs), the regularizers'
+    # other layers, the SPN guidance's 16-24 channel ones and the stem's on 4x4 phases as 2D (which
+    # it blocks); the SPN's column recurrence is a Scan, not a Loop
     import onnx
-    convs = [n for k in range(1, 5) for n in onnx.load(tmp_path / 'steps' / f'{full.name[:-5]}.s{k}.onnx').graph.node
-             if n.op_type == 'Conv']
-    ranks = {(n.name.split('/')[1], len(next(a.ints for a in n.attribute if a.name == 'kernel_shape'))) for n in convs}
-    assert ranks == {('stem_phases', 2), ('features', 3), ('spn', 3)} | {(f'nets3d.{k}', r) for k in range(3)
-                                                                        for r in (2, 3)}
+    graphs = [onnx.load(tmp_path / 'steps' / f'{full.name[:-5]}.s{k}.onnx').graph for k in range(1, 5)]
+    convs = [n for g in graphs for n in g.node if n.op_type == 'Conv']
+    ranks = {(n.name.split('/')[1], n.name.startswith('/spn/guidance/'),
+              len(next(a.ints for a in n.attribute if a.name == 'kernel_shape'))) for n in convs}
+    assert ranks == {('stem_phases', False, 2), ('features', False, 3), ('spn', False, 3), ('spn', True, 2)} | {
+        (f'nets3d.{k}', False, r) for k in range(3) for r in (2, 3)}
+    assert {n.op_type for n in graphs[3].node} >= {'Scan'} and 'Loop' not in {n.op_type for n in graphs[3].node}
+    # each step ends before its stage's full-size upsampling, which the runtime does (OpenCV)
+    assert [sorted(o.name for o in g.output) for g in graphs] == [
+        ['coarse', 'f16', 'f4', 'f8'], ['residual', 'up8'], ['residual'], ['coarse']]
+    assert 'Resize' not in {n.op_type for n in graphs[0].node}
+    assert [sum(n.op_type in ('GridSample', 'GatherElements') for n in g.node) for g in graphs] == [0, 1, 1, 0]
+    assert not any(n.op_type == 'GridSample' for g in graphs for n in g.node)  # one row gather per warp

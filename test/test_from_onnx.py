@@ -37,7 +37,8 @@ def test_every_shipped_model_has_torch_weights():
 
 @pytest.mark.parametrize('name', CARDS)
 def test_shipped_weights_compute_the_shipped_graphs(name, scene):
-    """Max |torch - ONNX Runtime| below 2e-3 px (stereo, every stage) or 2e-3 m (mono); measured ~5e-5."""
+    """Max |torch - ONNX Runtime| below 1e-3 px (stereo, every stage: the graph rewrites keep the
+    network's outputs) or 2e-3 m (mono); measured ~5e-5."""
     card = load_card(find_card(name))
     model = load_card_weights(card)
     if card.kind == 'mono':
@@ -51,7 +52,7 @@ def test_shipped_weights_compute_the_shipped_graphs(name, scene):
             ref = model(left, right)[0, 0].numpy()
         out = net(scene['left'], scene['right'])
         ok = np.isfinite(out)
-        assert ok.mean() > 0.95 and np.abs(out[ok] - ref[ok]).max() < 2e-3, k
+        assert ok.mean() > 0.95 and np.abs(out[ok] - ref[ok]).max() < 1e-3, k
 
 
 def test_recovered_state_equals_the_exported_archive(tmp_path):

@@ -73,7 +73,7 @@ class _StereoNetwork:
             runner = self.runner(k)
             if self.incremental:
                 state.update(runner.run_all({name: state[name] for name in runner.input_names}))
-                state['previous'] = out = state['disparity']
+                state['previous'] = out = self._stage(state, left.shape[:2])
             else:
                 out = runner.run(state)
             took = time.monotonic() - start
@@ -82,6 +82,21 @@ class _StereoNetwork:
             self.outputs.append(np.asarray(out.reshape(out.shape[-2:]), np.float32))
             self.last_stage = k
         return self.outputs[-1]
+
+    @staticmethod
+    def _stage(state: dict[str, np.ndarray], size: tuple[int, int]) -> np.ndarray:
+        """(1, 1, h, w) full-size disparity of the step just run from its outputs in ``state``: its
+        ``coarse`` or ``residual`` (+ the step before's) upsampled bilinearly (half-pixel, as the
+        network's Resize; see :mod:`depth_ros.nets.anynet_steps`), or its ``disparity`` (step
+        graphs cut before the runtime upsampled)."""
+        for key in ('coarse', 'residual'):
+            low = state.pop(key, None)
+            if low is not None:
+                up = cv2.resize(low.reshape(low.shape[-2:]), size[::-1], interpolation=cv2.INTER_LINEAR)
+                if key == 'residual':
+                    np.add(up, state['previous'].reshape(size), out=up)
+                return up.reshape(1, 1, *size)
+        return state['disparity']
 
 
 class StereoEstimator:

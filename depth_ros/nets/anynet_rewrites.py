@@ -138,14 +138,15 @@ def conv3d_as_2d(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/features/', '/spn/'),
-                  max_outputs: int = 3) -> onnx.ModelProto:
-    """Rewrite each 2D Conv whose node name starts with one of ``prefixes``, or that has at most
-    ``max_outputs`` output channels, as a Conv3d with a depth-1 kernel between Unsqueeze and
-    Squeeze (a single consuming Relu moves inside, where ONNX Runtime fuses it): the same
-    arithmetic, bit for bit. ONNX Runtime's NCHWc transformer only blocks 2D convolutions and
-    pads their outputs to 8 or 16 channels, which makes the 1-16 channel feature and SPN
-    convolutions and the regularizers' 3-output last layers slower (the full-resolution stem 4x);
-    the regularizers' other 12-48 channel convolutions, left 2D, gain 1.6-2x from it."""
+                  max_outputs: int = 3, blocked_from: int = 16) -> onnx.ModelProto:
+    """Rewrite each 2D Conv whose node name starts with one of ``prefixes`` and that has fewer
+    than ``blocked_from`` output channels, or that has at most ``max_outputs``, as a Conv3d with a
+    depth-1 kernel between Unsqueeze and Squeeze (a single consuming Relu moves inside, where ONNX
+    Runtime fuses it): the same arithmetic, bit for bit. ONNX Runtime's NCHWc transformer only
+    blocks 2D convolutions and pads their outputs to 8 or 16 channels, which makes the 1-8 channel
+    feature and SPN convolutions and the regularizers' 3-output last layers slower (the
+    full-resolution stem 4x); the regularizers' other 12-48 channel convolutions and the SPN
+    guidance's 16-24 channel ones, left 2D, gain 1.3-2x from it."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     inits = {i.name: i for i in graph.initializer}
@@ -159,8 +160,9 @@ def outside_nchwc(model: onnx.ModelProto, prefixes: tuple[str, ...] = ('/feature
             continue
         attrs = _attrs(n)
         w = _array(n.input[1], inits, producer) if n.op_type == 'Conv' else None
-        if w is None or w.ndim != 4 or not (n.name.startswith(prefixes) or w.shape[0] <= max_outputs) or \
-                attrs.get('auto_pad', b'NOTSET') != b'NOTSET':
+        outside = w is not None and w.ndim == 4 and attrs.get('auto_pad', b'NOTSET') == b'NOTSET' and (
+            (n.name.startswith(prefixes) and w.shape[0] < blocked_from) or w.shape[0] <= max_outputs)
+        if not outside:
             nodes.append(n)
             continue
         pads = list(attrs.get('pads', [0, 0, 0, 0]))
@@ -216,7 +218,6 @@ def expectation_without_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return model
-
 
 
 def stem_in_phases(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -276,76 +277,66 @@ def stem_in_phases(model: onnx.ModelProto) -> onnx.ModelProto:
     return _prune(model)
 
 
-def warp_as_gather(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rewrite each horizontal warp, GridSample (bilinear, zero padding, align_corners 0) of X
-    (B, C, h, w) on a grid stacked from x coordinates gx (B, S, h, w) and the rows' own centres
-    (as :func:`depth_ros.nets.anynet.warp_right` builds it), as two GatherElements along each row
-    (columns floor(x) and floor(x) + 1, zero outside) blended by the fraction of x: the same
-    values (to 1e-6), 2-3x faster than ONNX Runtime's GridSample."""
+def spn_loop_as_scan(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite the SPN's column recurrence (:func:`depth_ros.nets.anynet.propagate`, exported as
+    a Loop whose body gathers column t of x, g1, g2, g3 (T, N, R) and appends
+    ``x + g1 pad(h[:, :-1]) + g2 h + g3 pad(h[:, 1:])`` to a sequence) as a Scan over all T
+    columns from a zero state, whose slices and stacked output need no Gather, SequenceInsert or
+    ConcatFromSequence: the same sums in the same order (column 0's gates are zero, so it
+    gives x[0] as the Loop's start), the SPN 1.3 ms faster at 640x480. Other graphs are left as
+    they are."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
-    nodes: list[onnx.NodeProto] = []
-    for n in graph.node:
-        attrs = _attrs(n)
-        grid = producer.get(n.input[1]) if n.op_type == 'GridSample' else None
-        stack = producer.get(grid.input[0]) if grid is not None and grid.op_type == 'Reshape' else None
-        if stack is None or stack.op_type != 'Concat' or len(stack.input) != 2 or attrs.get('align_corners', 0) \
-                or attrs.get('mode', b'bilinear') != b'bilinear' or attrs.get('padding_mode', b'zeros') != b'zeros':
-            nodes.append(n)
-            continue
-        gx = producer[stack.input[0]].input[0]  # Unsqueeze(gx, -1): x coordinates (B, S, h, w) in [-1, 1]
-        b = n.name
-        made: set[str] = set()
+    readers = _readers(graph)
+    loop = next((n for n in graph.node if n.op_type == 'Loop'), None)
+    body = next(a.g for a in loop.attribute if a.name == 'body') if loop is not None else None
+    inner = {o: n for n in body.node for o in n.output} if body is not None else {}
+    insert = inner.get(body.output[-1].name) if body is not None else None
+    adds = [inner.get(insert.input[1])] if insert is not None and insert.op_type == 'SequenceInsert' else []
+    while adds[-1:] and adds[-1] is not None and adds[-1].op_type == 'Add' and len(adds) < 4:
+        adds.append(inner.get(adds[-1].input[0]))
+    if len(adds) != 4 or adds[3] is None or adds[3].op_type != 'Gather':  # x[t] + g1.. + g2.. + g3..
+        return model
+    muls = [inner.get(a.input[1]) for a in adds[2::-1]]
+    gates = [inner.get(m.input[0]) if m is not None and m.op_type == 'Mul' else None for m in muls]
+    concat = [r for r in readers.get(loop.output[1], []) if r.op_type == 'ConcatFromSequence']
+    if None in gates or any(g.op_type != 'Gather' for g in gates) or len(concat) != 1 or readers.get(loop.output[0]):
+        return model
+    b, f = '/spn/scan', onnx.TensorProto.FLOAT
+    i64 = lambda name, v: _const(graph, f'{b}/{name}', np.array(v, np.int64))  # noqa: E731
+    step: list[onnx.NodeProto] = []
 
-        def const(name: str, value: object, dtype: type) -> str:
-            if f'{b}/{name}' not in made:
-                made.add(_const(graph, f'{b}/{name}', np.array(value, dtype)))
-            return f'{b}/{name}'
-        i64 = lambda name, v: const(name, v, np.int64)  # noqa: E731
-        f32 = lambda name, v: const(name, v, np.float32)  # noqa: E731
-
-        def node(op: str, inputs: list[str], name: str, **kw) -> str:
-            nodes.append(helper.make_node(op, inputs, [f'{b}/{name}'], name=f'{b}/{name}', **kw))
-            return f'{b}/{name}'
-        x, f = n.input[0], onnx.TensorProto.FLOAT
-        shape, gshape = node('Shape', [x], 'shape'), node('Shape', [gx], 'gshape')
-        h, w = node('Gather', [shape, i64('i2', 2)], 'h'), node('Gather', [shape, i64('i3', [3])], 'w')  # (), (1,)
-        wf = node('Cast', [w], 'wf', to=f)
-        last = node('Sub', [wf, f32('one', 1.0)], 'last')
-        half_w = node('Mul', [wf, f32('half', 0.5)], 'half_w')
-        ix = node('Sub', [node('Mul', [node('Add', [gx, f32('one', 1.0)], 'gx1'), half_w], 'ixw'),
-                          f32('half', 0.5)], 'ix')  # pixel column: ((gx + 1) w - 1) / 2
-        x0 = node('Floor', [ix], 'x0')
-        frac = node('Sub', [ix, x0], 'frac')
-        rows = node('Reshape', [node('Mul', [node('Range', [i64('r0', 0), h, i64('r1', 1)], 'range'), w], 'starts'),
-                                i64('rowshape', [1, 1, -1, 1])], 'rows')  # (1, 1, h, 1): flat index of each row's start
-        flat = node('Reshape', [x, node('Concat', [node('Slice', [shape, i64('s0', [0]), i64('s2', [2])], 'bc'),
-                                                   i64('m1', [-1])], 'flatshape', axis=0)], 'flat')  # (B, C, h*w)
-        lead = node('Slice', [gshape, i64('s0', [0]), i64('s1', [1])], 'b')
-        index_shape = node('Concat', [lead, i64('m2', [1, -1])], 'index_shape', axis=0)  # (B, 1, S*h*w)
-        out_shape = node('Concat', [node('Slice', [shape, i64('s0', [0]), i64('s2', [2])], 'bc2'), i64('m1', [-1]), w],
-                         'out_shape', axis=0)  # (B, C, S*h, w)
-        channels = node('Concat', [i64('one_i', [1]), node('Slice', [shape, i64('s1', [1]), i64('s2', [2])], 'c'),
-                                   i64('one_i', [1])], 'channels', axis=0)  # (1, C, 1): index shared by the channels
-        weight_shape = node('Concat', [lead, i64('m2', [1, -1]), w], 'weight_shape', axis=0)  # (B, 1, S*h, w)
-        blend = []
-        for k, weight in enumerate((node('Sub', [f32('one', 1.0), frac], 'rest'), frac)):
-            col = node('Add', [x0, f32(f'k{k}', float(k))], f'col{k}')
-            inside = node('And', [node('GreaterOrEqual', [col, f32('zero', 0.0)], f'ge{k}'),
-                                  node('LessOrEqual', [col, last], f'le{k}')], f'in{k}')
-            weight = node('Reshape', [node('Mul', [weight, node('Cast', [inside], f'v{k}', to=f)], f'wv{k}'),
-                                      weight_shape], f'weight{k}')
-            index = node('Add', [node('Cast', [node('Clip', [col, f32('zero', 0.0), last], f'clip{k}')], f'icol{k}',
-                                      to=onnx.TensorProto.INT64), rows], f'index{k}')
-            index = node('Expand', [node('Reshape', [index, index_shape], f'iflat{k}'), channels], f'ichan{k}')
-            sample = node('Reshape', [node('GatherElements', [flat, index], f'g{k}', axis=2), out_shape], f'sample{k}')
-            blend.append(node('Mul', [sample, weight], f'weighted{k}'))
-        nodes.append(helper.make_node('Add', blend, list(n.output), name=f'{b}/blend'))
+    def node(op: str, inputs: list[str], name: str) -> str:
+        step.append(helper.make_node(op, inputs, [f'{b}/{name}'], name=f'{b}/{name}'))
+        return f'{b}/{name}'
+    h, x, g1, g2, g3 = (f'{b}/{k}' for k in ('h', 'x', 'g1', 'g2', 'g3'))
+    axis = i64('axis', [1])
+    down = node('Pad', [node('Slice', [h, i64('zero', [0]), i64('minus1', [-1]), axis], 'above'),
+                        i64('pad_top', [0, 1, 0, 0])], 'down')  # h[row - 1], 0 in row 0
+    up = node('Pad', [node('Slice', [h, i64('one', [1]), i64('end', [2 ** 62]), axis], 'below'),
+                      i64('pad_bottom', [0, 0, 0, 1])], 'up')  # h[row + 1], 0 in the last row
+    new = node('Add', [node('Add', [node('Add', [x, node('Mul', [g1, down], 'm1')], 's1'),
+                                    node('Mul', [g2, h], 'm2')], 's2'), node('Mul', [g3, up], 'm3')], 'new')
+    step.append(helper.make_node('Identity', [new], [f'{b}/column'], name=f'{b}/column'))
+    value = lambda name: helper.make_tensor_value_info(name, f, None)  # noqa: E731
+    scan_body = helper.make_graph(step, 'spn_scan', [value(n) for n in (h, x, g1, g2, g3)],
+                                  [value(new), value(f'{b}/column')])
+    start = producer[loop.input[2]].output[0]  # x[0]: its shape is the state's
+    scan = [helper.make_node('Shape', [start], [f'{b}/shape'], name=f'{b}/shape'),
+            helper.make_node('ConstantOfShape', [f'{b}/shape'], [f'{b}/h0'], name=f'{b}/h0',
+                             value=helper.make_tensor('zero', f, [1], [0.0])),
+            helper.make_node('Scan', [f'{b}/h0', adds[3].input[0], *(g.input[0] for g in gates)],
+                             [f'{b}/last', concat[0].output[0]], name=f'{b}/Scan', body=scan_body, num_scan_inputs=4)]
+    dropped = {id(concat[0]), id(producer[loop.input[3]])}  # the ConcatFromSequence and the SequenceConstruct
+    nodes = [m for n in graph.node if id(n) not in dropped for m in (scan if n is loop else [n])]
     del graph.node[:]
     graph.node.extend(nodes)
     return _prune(model)
 
 
 def rewrite_all(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Every rewrite of this module, in order."""
-    return warp_as_gather(expectation_without_softmax(outside_nchwc(stem_in_phases(conv3d_as_2d(model)))))
+    """Every rewrite of this module and :func:`depth_ros.nets.anynet_warps.warp_as_gather`, in order."""
+    from .anynet_warps import warp_as_gather  # here: that module uses this one's helpers
+
+    return spn_loop_as_scan(warp_as_gather(expectation_without_softmax(outside_nchwc(stem_in_phases(
+        conv3d_as_2d(model))))))

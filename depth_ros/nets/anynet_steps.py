@@ -5,21 +5,24 @@
 boundaries, so that step k continues from step k-1's tensors:
 
 - step 1: ``pair`` (2, 3, H, W: left and right, normalized by the runtime as the card's
-  ``input.normalize`` says) -> ``disparity`` (stage 1), ``f16``, ``f8``, ``f4`` (encoder
+  ``input.normalize`` says) -> ``coarse`` (stage 1 at 1/16), ``f16``, ``f8``, ``f4`` (encoder
   features of the pair at 1/16, 1/8, 1/4);
-- step 2: ``previous``, ``f16``, ``f8`` -> ``disparity`` (stage 2), ``up8`` (decoder at 1/8);
-- step 3: ``previous``, ``up8``, ``f4`` -> ``disparity`` (stage 3);
-- step 4 (SPN): ``previous``, ``left_normalized`` (``pair[:1]``) -> ``disparity``.
+- step 2: ``previous``, ``f16``, ``f8`` -> ``residual`` (stage 2's, at 1/8), ``up8`` (decoder at 1/8);
+- step 3: ``previous``, ``up8``, ``f4`` -> ``residual`` (stage 3's, at 1/4);
+- step 4 (SPN): ``previous``, ``left_normalized`` (``pair[:1]``) -> ``coarse`` (at 1/4).
 
-``previous`` is the disparity the step before returned. The card's graphs keep their
-``stages`` numbers and gain ``"incremental": true`` in ``output``; the runtime feeds each step
-the tensors of the steps before (:class:`depth_ros.inference.stereo.StereoEstimator`). Every
-node comes from the full graph, so running all steps computes what the full graph computes,
-once. Before cutting, :func:`depth_ros.nets.anynet_rewrites.rewrite_all` rewrites the graph
-for ONNX Runtime's CPU kernels (same arithmetic): 3D cost-volume convolutions as stacked 2D
-ones, the stem on 4x4 pixel phases, the soft argmin without Softmax, the warps as row gathers,
-and the small feature and SPN convolutions kept out of the NCHWc transformer, which then
-blocks the rest.
+The network's last op of each stage, a bilinear (half-pixel) upsampling to H x W of ``coarse``,
+or of ``residual`` then added to the stage before, is left to the runtime (OpenCV's resize is
+~8x faster than ONNX Runtime's there, the same values to 1e-5 px); ``previous`` is the full-size
+disparity of the stage before. The card's graphs keep their ``stages`` numbers and gain
+``"incremental": true`` in ``output``; the runtime feeds each step the tensors of the steps
+before (:class:`depth_ros.inference.stereo.StereoEstimator`). Every node comes from the full
+graph, so running all steps computes what the full graph computes, once. Before cutting,
+:func:`depth_ros.nets.anynet_rewrites.rewrite_all` rewrites the graph for ONNX Runtime's CPU
+kernels (same arithmetic): 3D cost-volume convolutions as stacked 2D ones, the stem on 4x4
+pixel phases, the soft argmin without Softmax, the warps as row gathers, the SPN's column loop
+as a Scan, and the small feature and SPN convolutions kept out of the NCHWc transformer, which
+then blocks the rest.
 
     python -m depth_ros.nets.anynet_steps models/anynet_spn8.json
 """
@@ -127,14 +130,30 @@ def split(model: onnx.ModelProto, spn: bool) -> tuple[list[onnx.ModelProto], dic
     stage = _stage_outputs(model.graph)
     final = model.graph.output[0].name
     ends = stage[:3] if spn else stage[:2] + [final]
-    steps = [extract(model, {'pair': pair},
-                     {'disparity': ends[0], **{k: v for k, v in ENCODER.items()}}),
-             extract(model, {'previous': ends[0], 'f16': ENCODER['f16'], 'f8': ENCODER['f8']},
-                     {'disparity': ends[1], 'up8': UP8}),
-             extract(model, {'previous': ends[1], 'up8': UP8, 'f4': ENCODER['f4']}, {'disparity': ends[2]})]
+    out = [_before_upsampling(model.graph, end) for end in ends + [final] * spn]
+    steps = [extract(model, {'pair': pair}, {**out[0], **ENCODER}),
+             extract(model, {'previous': ends[0], 'f16': ENCODER['f16'], 'f8': ENCODER['f8']}, {**out[1], 'up8': UP8}),
+             extract(model, {'previous': ends[1], 'up8': UP8, 'f4': ENCODER['f4']}, out[2])]
     if spn:
-        steps.append(extract(model, {'previous': ends[2], 'left_normalized': left}, {'disparity': final}))
+        steps.append(extract(model, {'previous': ends[2], 'left_normalized': left}, out[3]))
     return steps, normalize
+
+
+def _before_upsampling(graph: onnx.GraphProto, name: str) -> dict[str, str]:
+    """{'coarse': x} when tensor ``name`` is Resize(x), {'residual': r} when it is the stage before
+    + Resize(r), each Resize a bilinear half-pixel upsampling (what the runtime then does)."""
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer[name]
+    while node.op_type == 'Identity':
+        node = producer[node.input[0]]
+    key = 'coarse'
+    if node.op_type == 'Add':
+        key, node = 'residual', producer[node.input[1]]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type != 'Resize' or attrs.get('mode') != b'linear' or \
+            attrs.get('coordinate_transformation_mode') != b'half_pixel':
+        raise ValueError(f'{name} is not a bilinear half-pixel upsampling (+ the stage before): {node.op_type}')
+    return {key: node.input[0]}
 
 
 def split_card(card_path: str | Path) -> list[Path]:
