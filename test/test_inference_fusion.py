@@ -78,8 +78,8 @@ def scene() -> dict:
 def test_fused_disparity_beats_both_inputs_on_a_rendered_pair(scene):
     """bad-3 over every ground-truth pixel (holes count): measured network 12.1 %, SGBM 43.4 %
     (its blind 128 left columns), fused 9.5 % (9.0 % with a full-size right view), with SGBM
-    taken on about half the image. The
-    confidence is SGBM's left-right consistency where taken and stays in [0, 1]."""
+    taken on about half the image. The confidence is SGBM's left-right consistency where taken
+    and stays in [0, 1]."""
     bad3 = {}
     for name, kwargs in (('net', {}), ('fused', {'fusion': 'sgbm'})):
         est = StereoEstimator('anynet_spn8', threads=1, **kwargs)
