@@ -9,18 +9,18 @@ network / + stricter uniqueness / eroded or blended borders):
 - SGBM found a disparity (its own uniqueness and speckle filters passed),
 - it is left-right consistent: the right view's disparity maps back to within ``LR_MAX`` px
   (SGBM's internal 1 px check lets many mismatches through, e.g. on the repeating squares of a
-  chessboard: without this test the board's bad-3 rose from 13.3 % to 18.2 %),
+  chessboard: without this test the board's s3 bad-3 is 18.2 % instead of 11.7 %),
 - the network's disparity lies inside SGBM's searched range (``RANGE_MARGIN`` px below its end):
   beyond it SGBM cannot be right and returns a consistent-looking wrong match.
 
 The right view is matched at half resolution (:func:`half_params`: half the disparities, a 3 px
 window, on the mirrored pair), an eighth of the full-resolution matching's work (measured at
-640x480, one thread: 16 ms instead of 133 ms), so ``LR_MAX`` is 1.5 px (its values are coarser).
-Against the full-resolution right view (1 px) this moved bad-3 by -0.1 / +0.1 / -1.6 points and
-bad-1 by +0.2 / +0.5 / -1.1 on the basic renders / photo + rich renders / real board (s4; s3
-alike). Measured and dropped (``bench/fusion.py --right``): StereoBM for the right view (9 or 15
-px window: 27-51 ms, fewer pixels pass, bad-3 +0.7 to +5 points), a grey right view (93 ms, +0.3),
-HH4 (337 ms), the left matching alone (SGBM's internal check: board bad-3 +4.6).
+640x480, one thread: 14 ms instead of 80 ms), so ``LR_MAX`` is 1.5 px (its values are coarser).
+Against the full-resolution right view within 1 px this moved bad-3 by -0.1 / +0.1 / -1.6
+points and bad-1 by +0.2 / +0.5 / -1.6 on the basic renders / photo + rich renders / real board
+(s4; s3 alike). Measured and dropped (``bench/fusion.py --right``): StereoBM for the right view
+(9 or 15 px window: 34 ms, fewer pixels pass, bad-3 +0.7 to +5.1 points), a grey right view
+(58 ms, +0.1 to +0.3), HH4 (193 ms, no gain), a 5 px window at half size (bad-3 +0.2 on the renders).
 
 Requiring agreement with the network (within 1-32 px) gave nothing on bad-3: where both agree
 the network is already right; SGBM's value pays where the network is wrong. Blending across the
