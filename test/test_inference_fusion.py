@@ -152,9 +152,10 @@ def test_a_deadline_the_matchings_cannot_meet_publishes_the_network_alone(scene,
 def test_matchings_late_for_the_deadline_are_not_waited_for(scene):
     """In a worker: matchings predicted to fit (their duration forgotten) that have not ended at
     the deadline are dropped without waiting (the call returns while they still run), the next
-    pair is not matched while they run (no backlog), and fusion resumes once they have ended."""
-    left, right = scene['left'], scene['right']
-    est = StereoEstimator('anynet_spn8', threads=2, fusion='sgbm', sgbm={'disparity_range': 256})  # slower SGBM
+    pair is not matched while they run (no backlog), and fusion resumes once they have ended.
+    The pair at 640x480 with full-DP SGBM: measured 0.5 s of matchings, 30-50 ms per call."""
+    left, right = (np.repeat(np.repeat(scene[k], 2, 0), 2, 1) for k in ('left', 'right'))
+    est = StereoEstimator('anynet_spn8', threads=2, fusion='sgbm', sgbm={'disparity_range': 256, 'sgbm_mode': 'hh'})
     est(left, right)
     fusion = est._fusion  # noqa: SLF001
     fusion.seconds = 0.0
