@@ -95,7 +95,7 @@ class SGBMFusion:
     stereo_image_proc-style SGBM parameters of the left view's matching (see
     :mod:`depth_ros.inference.opencv_stereo`; disparity_range should cover the scene)."""
     SMOOTHING = 0.2  # weight of the newest duration in ``seconds``
-    DECAY = 0.9      # ``seconds`` shrinks so per frame skipped for a deadline: fusion is tried again
+    DECAY = 0.9      # factor on ``seconds`` per frame skipped for a deadline, so fusion is tried again
 
     def __init__(self, params: dict[str, Any] | None = None, concurrent: bool = True) -> None:
         self.matcher = OpenCVStereo('opencv_sgbm', params)  # the left view's; set_params changes both
