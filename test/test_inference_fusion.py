@@ -3,12 +3,15 @@ only), then through StereoEstimator on a rendered pair with thin structures (fus
 both inputs), its confidence, and pairs without stereo information (still confidence 0)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from depth_ros.inference import EstimatorError, StereoEstimator
 from depth_ros.inference.confidence import left_right
-from depth_ros.inference.fusion import fuse, fused_confidence, trusted
+from depth_ros.inference.fusion import LR_MAX, SGBMFusion, fuse, fused_confidence, half_params, trusted
+from depth_ros.inference.opencv_stereo import DEFAULTS
 from depth_ros.metrics import stereo_metrics
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
 
@@ -23,7 +26,7 @@ def _fronto(d_left: float, d_right: float, w: int = 64) -> tuple[np.ndarray, np.
 
 def test_rule_takes_sgbm_where_it_is_consistent_and_in_range():
     """A left-right consistent SGBM answer (10 px) replaces the network's wrong one (14 px) and
-    brings its confidence; the right map agreeing within 1 px is enough."""
+    brings its confidence; the right map agreeing within LR_MAX (1.5 px) is enough."""
     sgbm, right = _fronto(10.0, 10.5)
     network = np.full_like(sgbm, 14.0)
     conf = left_right(sgbm, right)
@@ -39,10 +42,10 @@ def test_rule_takes_sgbm_where_it_is_consistent_and_in_range():
 
 @pytest.mark.parametrize('case', ['inconsistent', 'beyond_range', 'no_match', 'network_invalid'])
 def test_rule_keeps_the_network_where_sgbm_is_not_trusted(case):
-    """The network's disparity stays where SGBM's right view disagrees by more than 1 px, where the
+    """The network's disparity stays where SGBM's right view disagrees by more than 1.5 px, where the
     network sees a disparity SGBM did not search (its wrong match looks consistent), where SGBM
     found nothing, and where the network is invalid (no SGBM value is invented there)."""
-    sgbm, right = _fronto(10.0, 11.5 if case == 'inconsistent' else 10.0)
+    sgbm, right = _fronto(10.0, 11.6 if case == 'inconsistent' else 10.0)
     network = np.full_like(sgbm, 150.0 if case == 'beyond_range' else 14.0)
     if case == 'no_match':
         sgbm[:] = np.nan
@@ -51,6 +54,18 @@ def test_rule_keeps_the_network_where_sgbm_is_not_trusted(case):
     take = trusted(left_right(sgbm, right), network, sgbm_max=127.0)
     assert not take.any()
     np.testing.assert_array_equal(fuse(network, sgbm, take), network)
+
+
+def test_right_view_is_matched_at_half_size_with_matching_parameters():
+    """Half the disparities (a multiple of 16, rounded up), min_disparity halved, about half the
+    window (odd, at least 3), explicit penalties scaled by the window's area (their ratio kept)."""
+    half = half_params(DEFAULTS['opencv_sgbm'])
+    assert (half['disparity_range'], half['min_disparity'], half['correlation_window_size']) == (64, 0, 3)
+    assert (half['P1'], half['P2'], half['uniqueness_ratio']) == (0, 0, 10)
+    half = half_params(dict(DEFAULTS['opencv_sgbm'], disparity_range=16, min_disparity=-5, correlation_window_size=11,
+                            P1=484, P2=1936))
+    assert (half['disparity_range'], half['min_disparity'], half['correlation_window_size']) == (16, -3, 5)
+    assert (half['P1'], half['P2']) == pytest.approx((100, 400))
 
 
 @pytest.fixture(scope='module')
@@ -62,8 +77,9 @@ def scene() -> dict:
 
 def test_fused_disparity_beats_both_inputs_on_a_rendered_pair(scene):
     """bad-3 over every ground-truth pixel (holes count): measured network 12.1 %, SGBM 43.4 %
-    (its blind 128 left columns), fused 9.0 %, with SGBM taken on about half the image. The
-    confidence is SGBM's left-right consistency where taken and stays in [0, 1]."""
+    (its blind 128 left columns), fused 9.5 % (9.0 % with a full-size right view), with SGBM
+    taken on about half the image. The confidence is SGBM's left-right consistency where taken
+    and stays in [0, 1]."""
     bad3 = {}
     for name, kwargs in (('net', {}), ('fused', {'fusion': 'sgbm'})):
         est = StereoEstimator('anynet_spn8', threads=1, **kwargs)
@@ -74,7 +90,7 @@ def test_fused_disparity_beats_both_inputs_on_a_rendered_pair(scene):
     take = est._fusion.take  # noqa: SLF001 - which pixels the rule took
     conf = est.confidence()
     assert 0.3 < take.mean() < 0.8 and est.warning == ''
-    assert np.all((conf >= 0) & (conf <= 1)) and np.all(conf[take] >= np.exp(-1) - 1e-6)
+    assert np.all((conf >= 0) & (conf <= 1)) and np.all(conf[take] >= np.exp(-LR_MAX ** 2) - 1e-6)
     assert est.sgbm_params['disparity_range'] == 128 and est.max_disparity == 192.0
 
 
@@ -109,3 +125,45 @@ def test_fusion_arguments_are_checked():
     pair = np.random.default_rng(0).integers(0, 255, (2, 64, 96, 3), dtype=np.uint8)
     disparity = est(pair[0], pair[1])
     assert disparity.shape == (64, 96) and not est._fusion.take.any()  # noqa: SLF001
+
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_a_deadline_the_matchings_cannot_meet_publishes_the_network_alone(scene, threads):
+    """threads 1 (matchings after the network) and 2 (in a worker beside it): a deadline that
+    leaves no time for the matchings answers the network's stage 1 unfused (no SGBM pixel; values
+    as the network alone) and shrinks the matchings' predicted duration by DECAY so fusion is
+    tried again; a generous deadline fuses again (SGBM on about half of the image)."""
+    left, right = scene['left'], scene['right']
+    est = StereoEstimator('anynet_spn8', threads=threads, fusion='sgbm')
+    est(left, right)  # measures the network's stages and the matchings
+    seconds = est._fusion.seconds  # noqa: SLF001
+    assert est.fused and seconds > 0
+    tight = est(left, right, deadline=time.monotonic() + 1e-4)
+    assert not est.fused and est.last_stage == 1 and not est._fusion.take.any()  # noqa: SLF001
+    assert est._fusion.seconds == pytest.approx(SGBMFusion.DECAY * seconds)  # noqa: SLF001
+    alone = StereoEstimator('anynet_spn8', threads=threads, stages=1)(left, right)
+    valid = np.isfinite(tight)
+    assert valid.mean() > 0.95
+    np.testing.assert_allclose(tight[valid], alone[valid], atol=1e-3)
+    est(left, right, deadline=time.monotonic() + 30.0)
+    assert est.fused and est.last_stage == 4 and 0.3 < est._fusion.take.mean() < 0.8  # noqa: SLF001
+
+
+def test_matchings_late_for_the_deadline_are_not_waited_for(scene):
+    """In a worker: matchings predicted to fit (their duration forgotten) that have not ended at
+    the deadline are dropped without waiting (the call returns while they still run), the next
+    pair is not matched while they run (no backlog), and fusion resumes once they have ended.
+    The pair at 640x480 with full-DP SGBM: measured 0.5 s of matchings, 30-50 ms per call."""
+    left, right = (np.repeat(np.repeat(scene[k], 2, 0), 2, 1) for k in ('left', 'right'))
+    est = StereoEstimator('anynet_spn8', threads=2, fusion='sgbm', sgbm={'disparity_range': 256, 'sgbm_mode': 'hh'})
+    est(left, right)
+    fusion = est._fusion  # noqa: SLF001
+    fusion.seconds = 0.0
+    est(left, right, deadline=time.monotonic() + 1e-3)
+    late = fusion._running  # noqa: SLF001
+    assert not est.fused and late is not None and not late.done()
+    est(left, right)
+    assert not est.fused and fusion._running is late  # noqa: SLF001
+    late.result()
+    est(left, right)
+    assert est.fused and fusion.take.any()

@@ -356,19 +356,29 @@ def test_fusion_set_over_dds_takes_sgbm_where_it_is_confident(rig, scene):
     assert not rig.set(fusion='bm')[0].successful
 
 
-@pytest.mark.parametrize('rig', [{'model': None, 'latency_budget_ms': 1.0}], indirect=True)
+@pytest.mark.parametrize('rig', [{'model': None, 'latency_budget_ms': 1.0},
+                                 {'model': None, 'latency_budget_ms': 1.0, 'fusion': 'sgbm'}], indirect=True)
 def test_latency_budget_decides_the_stage_and_diagnostics_report_it(rig):
     """A budget shorter than any stage leaves stage 1 as the answer; a generous one runs all 4;
-    /diagnostics gives the share of frames each stage answered."""
+    /diagnostics gives the share of frames each stage answered. With fusion the short budget
+    leaves no frame fused (SGBM is not waited for) and the generous one fuses; /diagnostics
+    gives the share of fused frames."""
+    fusion = rig.node.estimator.fusion == 'sgbm'
     for _ in range(2):
         rig.frame(['depth/image'], small=True)
     info = rig.node.diagnostics.info
     assert info['stage answered (last frame)'] == '1'
+    if fusion:
+        assert (info['fused with SGBM (last frame)'], info['fused with SGBM (share of frames)']) == ('no', '0 %')
+    else:
+        assert 'fused with SGBM (last frame)' not in info
     assert all(r.successful for r in rig.set(latency_budget_ms=5000.0))
     rig.frame(['depth/image'], small=True)
     assert info['stage answered (last frame)'] == '4'
     share = info['stage answered (share of frames)']
     assert share.startswith('1: ') and '4: ' in share
+    if fusion:
+        assert info['fused with SGBM (last frame)'] == 'yes' and info['fused with SGBM (share of frames)'] != '0 %'
 
 
 def test_sgbm_confidence_is_left_right_consistency_while_subscribed(rig, scene):

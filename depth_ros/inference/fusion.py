@@ -7,11 +7,20 @@ pixel when (measured by ``bench/fusion.py`` among valid / + left-right / + agree
 network / + stricter uniqueness / eroded or blended borders):
 
 - SGBM found a disparity (its own uniqueness and speckle filters passed),
-- it is left-right consistent: the right view's disparity, found by matching the mirrored pair,
-  maps back to within ``LR_MAX`` px (SGBM's internal 1 px check lets many mismatches through,
-  e.g. on the repeating squares of a chessboard),
+- it is left-right consistent: the right view's disparity maps back to within ``LR_MAX`` px
+  (SGBM's internal 1 px check lets many mismatches through, e.g. on the repeating squares of a
+  chessboard: without this test the board's s3 bad-3 is 18.2 % instead of 11.7 %),
 - the network's disparity lies inside SGBM's searched range (``RANGE_MARGIN`` px below its end):
   beyond it SGBM cannot be right and returns a consistent-looking wrong match.
+
+The right view is matched at half resolution (:func:`half_params`: half the disparities, a 3 px
+window, on the mirrored pair), an eighth of the full-resolution matching's work (measured at
+640x480, one thread: 14 ms instead of 80 ms), so ``LR_MAX`` is 1.5 px (its values are coarser).
+Against the full-resolution right view within 1 px this moved bad-3 by -0.1 / +0.1 / -1.6
+points and bad-1 by +0.2 / +0.5 / -1.6 on the basic renders / photo + rich renders / real board
+(s4; s3 alike). Measured and dropped (``bench/fusion.py --right``): StereoBM for the right view
+(9 or 15 px window: 34 ms, fewer pixels pass, bad-3 +0.7 to +5.1 points), a grey right view
+(58 ms, +0.1 to +0.3), HH4 (193 ms, no gain), a 5 px window at half size (bad-3 +0.2 on the renders).
 
 Requiring agreement with the network (within 1-32 px) gave nothing on bad-3: where both agree
 the network is already right; SGBM's value pays where the network is wrong. Blending across the
@@ -20,13 +29,19 @@ mask's border and eroding it made every split worse.
 The confidence of the fused map is SGBM's left-right consistency where SGBM is taken and the
 network's own confidence elsewhere; a pair without stereo information keeps confidence 0
 everywhere (the network's check, :func:`depth_ros.inference.confidence.informative`).
+
+With a deadline (the node's ``latency_budget_ms``) the matchings are used only when they end in
+time: :meth:`SGBMFusion.start` skips them when their smoothed duration would end after it, and
+:meth:`SGBMFusion.combine` waits for them no longer than it; ``fused`` says which frames were.
 """
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .confidence import LR_SCALE, left_right
@@ -36,8 +51,22 @@ from .opencv_stereo import OpenCVStereo
 log = logging.getLogger('depth_ros')
 
 FUSIONS = ('none', 'sgbm')  # accepted values of StereoEstimator(fusion=...) and the node's parameter
-LR_MAX = 1.0        # px: largest left-right difference of a trusted SGBM pixel
+LR_MAX = 1.5        # px: largest left-right difference of a trusted SGBM pixel (right view at half resolution)
 RANGE_MARGIN = 4.0  # px: the network's disparity must be this far below SGBM's largest searched one
+HALF_WINDOW = 3     # px: smallest window of the half-resolution right matching
+Pending = Future | tuple[np.ndarray, np.ndarray] | None  # start -> combine: the worker's job, the pair or nothing
+
+
+def half_params(params: dict[str, Any]) -> dict[str, Any]:
+    """SGBM parameters for the right view at half resolution from the left's: half the disparities
+    (a multiple of 16, rounded up), min_disparity halved, about half the window (odd, at least
+    ``HALF_WINDOW``), explicit P1 / P2 scaled with the window's area."""
+    w = params['correlation_window_size']
+    half_w = max(HALF_WINDOW, (w // 2) | 1)
+    area = (half_w / w) ** 2
+    return dict(params, disparity_range=16 * -(-params['disparity_range'] // 32),
+                min_disparity=params['min_disparity'] // 2, correlation_window_size=half_w,
+                P1=params['P1'] * area, P2=params['P2'] * area)
 
 
 def trusted(sgbm_conf: np.ndarray, network: np.ndarray, sgbm_max: float) -> np.ndarray:
@@ -60,17 +89,22 @@ def fused_confidence(network_conf: np.ndarray, sgbm_conf: np.ndarray, take: np.n
 
 
 class SGBMFusion:
-    """SGBM beside a network (``StereoEstimator(..., fusion='sgbm')``): :meth:`start` matches
-    both views of a pair (when ``concurrent``, each in a worker thread: SGBM and ONNX Runtime
-    release the GIL, so the matchings overlap the network), :meth:`combine` waits and fuses.
-    ``params``: stereo_image_proc-style SGBM parameters (see
+    """SGBM beside a network (``StereoEstimator(..., fusion='sgbm')``): :meth:`start` begins the
+    matchings of a pair (when ``concurrent`` in a worker thread, beside the network: SGBM and ONNX
+    Runtime release the GIL), :meth:`combine` fuses them with the network's answer. ``params``:
+    stereo_image_proc-style SGBM parameters of the left view's matching (see
     :mod:`depth_ros.inference.opencv_stereo`; disparity_range should cover the scene)."""
+    SMOOTHING = 0.2  # weight of the newest duration in ``seconds``
+    DECAY = 0.9      # factor on ``seconds`` per frame skipped for a deadline, so fusion is tried again
 
     def __init__(self, params: dict[str, Any] | None = None, concurrent: bool = True) -> None:
         self.matcher = OpenCVStereo('opencv_sgbm', params)  # the left view's; set_params changes both
-        self._right = OpenCVStereo('opencv_sgbm', params)  # its own cv2 object: one must not run in two threads
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix='sgbm_fusion') if concurrent else None
+        self._right = OpenCVStereo('opencv_sgbm', half_params(self.matcher.params))  # the right view's, half size
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix='sgbm_fusion') if concurrent else None
+        self._running: Future | None = None
         self._skipped_widths: set[int] = set()
+        self.seconds = 0.0  # smoothed duration of a pair's matchings (s; 0 before the first)
+        self.fused = False  # whether the last combine took SGBM's matchings
         self.take: np.ndarray | None = None      # last call's trusted pixels
         self.sgbm_conf: np.ndarray | None = None  # last call's SGBM left-right confidence
 
@@ -79,15 +113,34 @@ class SGBMFusion:
         """Largest disparity SGBM searches (px at the matching resolution)."""
         return self.matcher.max_disparity
 
-    def _left(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """SGBM disparity of the left view (px, NaN invalid)."""
+    def _match(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SGBM disparity of the left view and, matched at half size, of the right view (px at
+        full size, NaN invalid); updates ``seconds``."""
+        t0 = time.monotonic()
         disparity = self.matcher.disparity(left, right)
         disparity[disparity < max(self.matcher.min_disparity, 0.0)] = np.nan
-        return disparity
+        h, w = left.shape[:2]
+        half = (max(1, w // 2), max(1, h // 2))
+        small = [cv2.resize(img, half, interpolation=cv2.INTER_AREA) for img in (left, right)]
+        right_view = cv2.resize(self._right.right_disparity(*small), (w, h), interpolation=cv2.INTER_NEAREST)
+        right_view *= np.float32(w / half[0])
+        took = time.monotonic() - t0
+        self.seconds = took if not self.seconds else self.seconds + self.SMOOTHING * (took - self.seconds)
+        return disparity, right_view
 
-    def start(self, left: np.ndarray, right: np.ndarray) -> tuple | None:
+    def _in_time(self, deadline: float | None) -> bool:
+        """Whether the matchings, started now, would end by ``deadline`` (time.monotonic() s)."""
+        if deadline is None or time.monotonic() + self.seconds <= deadline:
+            return True
+        self.seconds *= self.DECAY
+        return False
+
+    def start(self, left: np.ndarray, right: np.ndarray, deadline: float | None = None) -> Pending:
         """Begin matching a uint8 pair at network resolution; None when SGBM cannot match images
-        this narrow (the network's answer is then used alone; said once per width)."""
+        this narrow (said once per width), when the last pair's matchings still run, or
+        (concurrent) when they would not end by ``deadline``: the network's answer is used alone."""
+        if self._running is not None and not self._running.done():
+            return None  # a worker still matches a pair that missed its deadline
         try:
             self.matcher.check_size(left.shape[1], left.shape[0])
         except EstimatorError as e:
@@ -95,19 +148,33 @@ class SGBMFusion:
                 self._skipped_widths.add(left.shape[1])
                 log.warning('fusion off for this size: %s', e)
             return None
-        if self._right.params != self.matcher.params:
-            self._right = OpenCVStereo('opencv_sgbm', self.matcher.params)
+        if self._right.params != half_params(self.matcher.params):
+            self._right = OpenCVStereo('opencv_sgbm', half_params(self.matcher.params))
         if self._pool is None:
-            return self._left(left, right), self._right.right_disparity(left, right)
-        return self._pool.submit(self._left, left, right), self._pool.submit(self._right.right_disparity, left, right)
+            return left, right  # matched in combine, after the network
+        if not self._in_time(deadline):
+            return None
+        self._running = self._pool.submit(self._match, left, right)
+        return self._running
 
-    def combine(self, pending: tuple | None, network: np.ndarray) -> np.ndarray:
+    def combine(self, pending: Pending, network: np.ndarray, deadline: float | None = None) -> np.ndarray:
         """The fused disparity (px, NaN invalid) of ``network`` (px, NaN invalid) and the pair
-        :meth:`start` got."""
-        if pending is None:
+        :meth:`start` got, or ``network`` when the matchings do not end by ``deadline``
+        (time.monotonic() s; never waited for past it)."""
+        matched = None
+        if isinstance(pending, Future):
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                matched = pending.result(timeout)
+            except TimeoutError:
+                pass
+        elif pending is not None and self._in_time(deadline):
+            matched = self._match(*pending)
+        self.fused = matched is not None
+        if matched is None:
             self.take, self.sgbm_conf = np.zeros(network.shape, bool), np.zeros(network.shape, np.float32)
             return network
-        sgbm, right = (p.result() if isinstance(p, Future) else p for p in pending)
+        sgbm, right = matched
         self.sgbm_conf = left_right(sgbm, right)
         self.take = trusted(self.sgbm_conf, network, self.max_disparity)
         return fuse(network, sgbm, self.take)

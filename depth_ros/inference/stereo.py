@@ -230,6 +230,12 @@ class StereoEstimator:
         return self._net.last_stage if self._net else 1
 
     @property
+    def fused(self) -> bool:
+        """True when the last call's disparity was fused with SGBM's (False without fusion, for
+        sizes SGBM cannot match, and when its matchings would not end by the deadline)."""
+        return bool(self._fusion and self._fusion.fused)
+
+    @property
     def stage_seconds(self) -> dict[int, float]:
         """Smoothed duration (s) of each stage step (incremental) or graph run so far."""
         return dict(self._net.step_s) if self._net else {}
@@ -239,7 +245,8 @@ class StereoEstimator:
         the input images, NaN where invalid (not positive, or outside the searched range).
 
         ``deadline`` (time.monotonic() s): an incremental network runs its next stage only while
-        that stage's measured duration still ends before it; ``last_stage`` says which answered."""
+        that stage's measured duration still ends before it; ``last_stage`` says which answered.
+        With fusion, SGBM's matchings are used only when they end before it (``fused``)."""
         left, right = check_pair(left, right)
         sm = self.size_map(left.shape[:2])
         left_net, right_net = sm.to_network(left), sm.to_network(right)
@@ -247,11 +254,11 @@ class StereoEstimator:
             disparity = self._opencv.disparity(left_net, right_net)
             low, high = self._opencv.min_disparity, self._opencv.max_disparity
         else:
-            pending = self._fusion.start(left_net, right_net) if self._fusion else None
+            pending = self._fusion.start(left_net, right_net, deadline) if self._fusion else None
             disparity = self._net.disparity(left_net, right_net, self._stages, deadline)
             low, high = self._net.min_disparity, self._net.max_disparity or sm.padded_size[1]
             if self._fusion:  # the network's own range first, then SGBM's values where it is trusted
-                disparity = self._fusion.combine(pending, mask_invalid(disparity, low, high))
+                disparity = self._fusion.combine(pending, mask_invalid(disparity, low, high), deadline)
                 high = max(high, self._fusion.max_disparity)
         self._scale_x, self._padded_width = sm.scale_x, sm.padded_size[1]
         self._last = (sm, left_net, right_net, mask_invalid(disparity, low, high))

@@ -24,7 +24,8 @@ Publishes, every message with the left image's header (stamp and frame_id):
   invalid in every output; a pair without stereo information (covered lens, dead camera, blank
   or unrelated views) scores 0 everywhere and is reported as a WARN;
 - ``/diagnostics``: rates, latency, node overhead, drops, errors, model and backend, and for
-  anytime networks the share of frames each stage answered (``latency_budget_ms``).
+  anytime networks the share of frames each stage answered (``latency_budget_ms``), with
+  ``fusion`` the share of frames fused with SGBM (those whose matchings met the budget).
 
 Bad input (encodings, sizes, calibration, unsynchronized stamps) is reported (throttled, in the
 log and in /diagnostics) and skipped; a model that fails to load falls back to opencv_sgbm.
@@ -83,6 +84,7 @@ class StereoDepthNode(DepthNode):
         self._received = 0.0  # time.monotonic() of the frame being processed
         self._after_estimate = 0.005  # s, smoothed time from the estimator's answer to the last publish
         self._stage_counts: dict[int, int] = {}
+        self._fused_counts = [0, 0]  # frames answered without / with SGBM fusion (fusion 'sgbm')
         super().__init__('stereo_depth_node', default_model=DEFAULT_MODEL, max_depth=20.0, **kwargs)
 
     def declare_specific(self) -> None:
@@ -92,7 +94,9 @@ class StereoDepthNode(DepthNode):
         p.declare('latency_budget_ms', 0.0, "Anytime networks: per frame, run stages while the next one's "
                   "measured duration still fits in this budget (ms, from the input's receipt, leaving time "
                   'to publish) and publish the best finished one (stage 1 always runs; /diagnostics gives '
-                  "the share of frames each stage answered). 0: off, 'stages' decides.", range=(0.0, 10000.0))
+                  "the share of frames each stage answered). With fusion, SGBM's matchings are used only "
+                  "when they end within it too (not waited for; /diagnostics gives the share of fused "
+                  "frames). 0: off, 'stages' decides.", range=(0.0, 10000.0))
         p.declare('confidence_threshold', 0.01, 'Pixels whose confidence (topic confidence, 0..1) is below '
                   'this are invalid in disparity, depth and points (AnyNet: 0.01 drops stages that moved by '
                   'more than ~9 px; pairs without stereo information score 0). 0: keep every pixel.',
@@ -101,10 +105,11 @@ class StereoDepthNode(DepthNode):
                   'pixels to match); outputs stay at the input resolution.', range=(0.1, 2.0))
         p.declare('fusion', 'none', "'sgbm': run OpenCV SGBM (the sgbm.* parameters; disparity_range should "
                   "cover the scene) beside the network and publish SGBM's disparity where it is left-right "
-                  "consistent within 1 px and the network's disparity lies inside SGBM's range, the "
-                  "network's elsewhere (confidence: SGBM's left-right consistency there). Sharper edges and "
-                  "thin structures, fewer gross errors; costs SGBM's two matchings (run beside the network "
-                  "unless threads is 1). 'none': the network alone. Ignored by opencv_* models.",
+                  "consistent within 1.5 px (the right view matched at half size) and the network's "
+                  "disparity lies inside SGBM's range, the network's elsewhere (confidence: SGBM's left-right "
+                  "consistency there). Sharper edges and thin structures, fewer gross errors; costs SGBM's "
+                  "matchings (in a worker thread beside the network unless threads is 1). 'none': the "
+                  "network alone. Ignored by opencv_* models.",
                   choices=FUSIONS)
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
@@ -235,6 +240,11 @@ class StereoDepthNode(DepthNode):
             self.diagnostics.info['stage answered (share of frames)'] = ', '.join(
                 f'{k}: {100 * n / total:.0f} %' for k, n in sorted(self._stage_counts.items()))
             self.diagnostics.info['stage answered (last frame)'] = str(stage)
+        if est.fusion != 'none':
+            counts = self._fused_counts
+            counts[est.fused] += 1
+            self.diagnostics.info['fused with SGBM (share of frames)'] = f'{100 * counts[1] / sum(counts):.0f} %'
+            self.diagnostics.info['fused with SGBM (last frame)'] = 'yes' if est.fused else 'no'
         if not wanted:
             return 0
         step = self.settings.decimation
@@ -259,6 +269,10 @@ class StereoDepthNode(DepthNode):
     def apply_specific(self, changes: dict[str, Any]) -> None:
         if changes.keys() & {'model', 'backend'}:
             self._stage_counts = {}  # another network: its stage shares start again (new dict: the worker may count)
+        if changes.keys() & {'model', 'backend', 'fusion'}:
+            self._fused_counts = [0, 0]
+            for key in ('fused with SGBM (share of frames)', 'fused with SGBM (last frame)'):
+                self.diagnostics.info.pop(key, None)
         sgbm = {k[5:]: v for k, v in changes.items() if k.startswith('sgbm.')}
         with self._estimator_lock:
             est = self.estimator
