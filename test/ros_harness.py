@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from depth_ros import msgs
+from depth_ros.nodes.runtime import stop_executor
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -64,17 +65,24 @@ def overrides(**params: Any) -> list[Parameter]:
 
 @contextmanager
 def spinning(*nodes: Node) -> Iterator[MultiThreadedExecutor]:
-    """Spin ``nodes`` on a MultiThreadedExecutor in a background thread; destroy them after."""
+    """Spin ``nodes`` on a MultiThreadedExecutor in a background thread; after, in run_node's
+    order: the spinning stops, the executor shuts down (``stop_executor``), the nodes are destroyed."""
     executor = MultiThreadedExecutor(num_threads=4)
     for n in nodes:
         executor.add_node(n)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=0.05)
+    thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
         yield executor
     finally:
-        executor.shutdown(timeout_sec=5)
+        stop.set()
         thread.join(5)
+        stop_executor(executor)
         for n in nodes:
             n.destroy_node()
 

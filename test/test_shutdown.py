@@ -96,3 +96,40 @@ def test_ctrl_c_while_a_node_starts_is_quiet(command):
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and 'Traceback' not in out, (delay, proc.returncode, out)
+
+
+def test_leaving_spinning_with_busy_callbacks_leaves_no_failed_task(capfd):
+    """The harness's ``spinning`` shut the executor down while callbacks were still queued in its
+    thread pool: rclpy's ``Executor.shutdown`` destroys the guard condition at once, and a queued
+    callback that ran after it failed on it; its Task printed "The following exception was never
+    retrieved: cannot use Destroyable because destruction was requested" when collected (seen
+    at the end of stereo node tests). Now the pool drains first (``runtime.stop_executor``)."""
+    import gc
+
+    import rclpy
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.node import Node
+    from std_msgs.msg import Empty
+
+    from ros_harness import RELIABLE, spinning, wait_until
+
+    rclpy.init()
+    try:
+        node, pub = Node('busy_callbacks'), Node('busy_publisher')
+        started: list[int] = []
+        group = ReentrantCallbackGroup()
+        for i in range(8):  # more busy subscriptions than the harness's 4 pool threads
+            node.create_subscription(Empty, f'busy{i}', lambda _, i=i: (started.append(i), time.sleep(0.3)),
+                                     RELIABLE, callback_group=group)
+        publishers = [pub.create_publisher(Empty, f'busy{i}', RELIABLE) for i in range(8)]
+        with spinning(node, pub):
+            wait_until(lambda: all(p.get_subscription_count() for p in publishers))
+            for p in publishers:
+                p.publish(Empty())
+            wait_until(lambda: len(started) >= 4)  # the pool is full, the rest queued
+        del node, pub, publishers
+        gc.collect()
+    finally:
+        rclpy.try_shutdown()
+    err = capfd.readouterr().err
+    assert 'never retrieved' not in err and 'Traceback' not in err, err

@@ -83,6 +83,18 @@ def _spin(executor: MultiThreadedExecutor, node: Node, stop: threading.Event) ->
     stop.set()
 
 
+def stop_executor(executor: MultiThreadedExecutor, timeout_sec: float = 5.0) -> None:
+    """Shut down an executor that no thread spins any more: its thread pool first (running and
+    queued callbacks finish), then the executor. ``Executor.shutdown`` alone destroys the guard
+    condition at once (rclpy 9 does not wait for the work in flight), and a callback that runs
+    after it fails on it ("The following exception was never retrieved: cannot use Destroyable
+    because destruction was requested" when its Task is collected)."""
+    pool = getattr(executor, '_executor', None)  # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is not None:
+        pool.shutdown(wait=True)
+    executor.shutdown(timeout_sec=timeout_sec)
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """``main()`` body of a node: init, build, spin (a multi-threaded executor, in a thread) until
     SIGINT / SIGTERM or shutdown, then shut down in an order that leaves nothing to fail: the
@@ -109,12 +121,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
         if executor is not None:
-            # let running callbacks finish first: Executor.shutdown destroys the guard condition
-            # they trigger when done ("cannot use Destroyable", rclpy 9), then joins the pool
-            pool = getattr(executor, '_executor', None)  # MultiThreadedExecutor's ThreadPoolExecutor
-            if pool is not None:
-                pool.shutdown(wait=True)
-            executor.shutdown(timeout_sec=5.0)
+            stop_executor(executor)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
