@@ -1,5 +1,6 @@
 """Depth geometry in numpy and OpenCV (no ROS, no torch): disparity <-> depth, camera intrinsics
-under resizing, back-projection to organized point clouds, colour packing.
+under resizing, back-projection to organized point clouds, warping the right view to the
+left, colour packing.
 
 Conventions (ROS REP 103 / REP 118, sensor_msgs/CameraInfo):
 - images are (H, W) arrays, pixel (u, v) = (column, row), pixel centres at integer coordinates;
@@ -156,6 +157,27 @@ class Backprojector:
         np.multiply(depth, self._rx, out=self._x)
         np.multiply(depth, self._ry, out=self._y)
         return cv2.merge([self._x, self._y, depth, *(np.ascontiguousarray(e, np.float32) for e in extra)], dst=out)
+
+
+def warp_right_to_left(right: np.ndarray, disparity: np.ndarray,
+                       interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
+    """The right image resampled at (u - d, v) for every left pixel (one ``cv2.remap``; linear
+    along the row by default, or ``cv2.INTER_NEAREST``).
+
+    ``right`` (H, W) or (H, W, C<=4), ``disparity`` (H, W) px of the left view (NaN invalid).
+    Returns the reconstruction of the left view (float32, same shape as ``right``; edge values
+    where the match is outside) and a mask of pixels whose match lies inside the right image
+    (False where the disparity is NaN).
+    """
+    height, width = disparity.shape
+    match = np.arange(width, dtype=np.float32)[None, :] - disparity.astype(np.float32, copy=False)
+    with np.errstate(invalid='ignore'):
+        inside = (match >= 0.0) & (match <= width - 1.0)
+    map_x = np.clip(np.nan_to_num(match), 0.0, width - 1.0)
+    map_y = np.repeat(np.arange(height, dtype=np.float32)[:, None], width, 1)
+    warped = cv2.remap(right.astype(np.float32, copy=False), map_x, map_y, interpolation,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return warped, inside
 
 
 def backproject(depth: np.ndarray, k: np.ndarray) -> np.ndarray:

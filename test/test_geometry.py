@@ -142,3 +142,22 @@ def test_decimation_keeps_exact_geometry(factor):
     kd = g.decimate_intrinsics(K, factor)
     assert small.shape == (len(range((factor - 1) // 2, H, factor)), len(range((factor - 1) // 2, W, factor)))
     assert on_plane_error(g.backproject(np.ascontiguousarray(small), kd), NORMAL, 3.0) < 1e-5
+
+
+def test_warp_right_to_left_shifts_rows_and_masks_what_it_cannot_see():
+    """A right image that is a quadratic in u, warped by a constant 2.25 px, gives the left one
+    (linear interpolation within 0.01 grey of the chord); matches left of the image and NaN
+    disparities are masked; nearest keeps integer values; colour and uint8 work."""
+    u = np.arange(40, dtype=np.float32)
+    right = np.tile(0.5 * u * u, (6, 1))
+    disparity = np.full((6, 40), 2.25, np.float32)
+    disparity[0, 10] = np.nan
+    warped, inside = g.warp_right_to_left(right, disparity)
+    m = u - 2.25
+    chord = 0.5 * (np.floor(m) ** 2 * (np.ceil(m) - m) + np.ceil(m) ** 2 * (m - np.floor(m)))
+    assert inside[1:, 3:].all() and not inside[:, :2].any() and not inside[0, 10]
+    np.testing.assert_allclose(warped[1, 3:], chord[3:], atol=0.01)
+    near, _ = g.warp_right_to_left(right, disparity, cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(near[1, 3:], right[1, 1:38])  # u - 2.25 rounds to u - 2
+    rgb, inside_rgb = g.warp_right_to_left(np.dstack([right.astype(np.uint8)] * 3), disparity)
+    assert rgb.shape == (6, 40, 3) and rgb.dtype == np.float32 and (inside_rgb == inside).all()

@@ -1,9 +1,9 @@
 """Per-pixel confidence (0..1) of a disparity map, from what the images and the matcher can say.
 
 - ``photometric``: zero-mean normalized cross-correlation (ZNCC) of the left image and the
-  right image warped to it by the disparity (one ``cv2.remap``), over a small window, gated by
-  the left image's local contrast: a pair without texture (covered lens, blank wall, dead
-  camera) or with unrelated views scores ~0 whatever a network answers;
+  right image warped to it by the disparity (``geometry.warp_right_to_left``), over a small
+  window, gated by the left image's local contrast: a pair without texture (covered lens,
+  blank wall, dead camera) or with unrelated views scores ~0 whatever a network answers;
 - ``stage_agreement``: how far an anytime network's last stage moved from its first (px);
 - ``left_right``: consistency of left and right disparity maps (OpenCV matchers; for a network
   it would need a second run on the mirrored pair).
@@ -17,6 +17,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..geometry import warp_right_to_left
+
 WINDOW = 9          # px, side of the ZNCC / contrast window at network resolution
 MIN_CONTRAST = 4.0  # grey levels (0..255): local standard deviation under which nothing is matched
 STAGE_SCALE = 2.0   # px: stage disagreement at which stage_agreement is 1/e
@@ -27,15 +29,6 @@ MIN_ZNCC = 0.3       # median ZNCC (textured pixels) under which the views are t
 
 def _box(image: np.ndarray) -> np.ndarray:
     return cv2.boxFilter(image, cv2.CV_32F, (WINDOW, WINDOW), borderType=cv2.BORDER_REFLECT)
-
-
-def warp_right_to_left(right: np.ndarray, disparity: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Right image (h, w) float32 sampled at (x - disparity, y) (bilinear by default); NaN
-    disparity or a source outside the image gives -1."""
-    h, w = disparity.shape
-    map_x = np.arange(w, dtype=np.float32)[None, :] - np.nan_to_num(disparity, nan=-1e6)
-    map_y = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, 1)
-    return cv2.remap(right, map_x, map_y, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
 
 
 def _moments(left: np.ndarray, warped: np.ndarray | None = None):
@@ -57,12 +50,12 @@ def contrast_gate(var_l: np.ndarray) -> np.ndarray:
 def photometric(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
     """(h, w) confidence in [0, 1]: ZNCC of left and warped right grey images (uint8 (h, w)) in a
     WINDOW x WINDOW window, clipped at 0, times the contrast gate. 0 where the warp leaves the image."""
-    warped = warp_right_to_left(right.astype(np.float32), disparity)
-    outside = warped < 0
+    warped, inside = warp_right_to_left(right, disparity)
+    outside = ~inside
     warped[outside] = 0.0
     var_l, zncc = _moments(left, warped)
     conf = np.clip(zncc, 0.0, 1.0) * contrast_gate(var_l)
-    conf[outside | np.isnan(disparity)] = 0.0
+    conf[outside] = 0.0
     return conf
 
 
@@ -73,8 +66,9 @@ def informative(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> t
     half = (max(1, left.shape[1] // 2), max(1, left.shape[0] // 2))  # (w, h); a 1 px side stays 1 px
     left, right = (cv2.resize(img, half, interpolation=cv2.INTER_AREA) for img in (left, right))
     disparity = cv2.resize(disparity, (left.shape[1], left.shape[0]), interpolation=cv2.INTER_NEAREST) * 0.5
-    warped = warp_right_to_left(right.astype(np.float32), disparity)
-    var_l, zncc = _moments(left, np.maximum(warped, 0.0))
+    warped, inside = warp_right_to_left(right, disparity)
+    warped[~inside] = 0.0
+    var_l, zncc = _moments(left, warped)
     textured = contrast_gate(var_l) > 0
     share = float(textured.mean())
     if share < MIN_TEXTURED:
@@ -96,10 +90,10 @@ def stage_agreement(first: np.ndarray, last: np.ndarray) -> np.ndarray:
 def left_right(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
     """(h, w) exp(-(|dL(x) - dR(x - dL(x))| / LR_SCALE)^2) of left and right disparity maps (px,
     NaN invalid; the right map holds positive disparities of the right image)."""
-    back = warp_right_to_left(np.nan_to_num(disp_right, nan=-1e3).astype(np.float32), disp_left, cv2.INTER_NEAREST)
+    back, inside = warp_right_to_left(np.nan_to_num(disp_right, nan=-1e3), disp_left, cv2.INTER_NEAREST)
     diff = np.abs(disp_left - back)
     conf = np.exp(-np.square(diff / LR_SCALE))
-    conf[~(back >= 0) | np.isnan(disp_left)] = 0.0
+    conf[~(inside & (back >= 0))] = 0.0
     return conf.astype(np.float32, copy=False)
 
 

@@ -24,9 +24,9 @@ images, ground truth kept: ``CameraArtifacts()(sample, rng)`` (``camera.py``).
 
 Known scenes for tests: ``make_scene([plane(...), box(...), sphere(...)])``.
 """
+from ..geometry import warp_right_to_left  # its home is depth_ros.geometry (re-exported for the tests' pairs)
 from .camera import CameraArtifacts
-from .render import (StereoCamera, occlusion_mask, pose_matrix, render_pair, render_stereo, render_view,
-                     warp_right_to_left)
+from .render import StereoCamera, occlusion_mask, pose_matrix, render_pair, render_stereo, render_view
 from .sampler import nearest_baseline, random_scene, sample_cameras, sample_scenes, sample_views
 from .scene import (TEXTURE_PARAMS, Primitive, Scene, box, ellipsoid, make_scene, plane, rectangle,
                     sample_textures, sphere)

@@ -127,26 +127,6 @@ def render_pair(scene: Scene, fx: Array, fy: Array, cx: Array, cy: Array, origin
             'baseline': base}
 
 
-def warp_right_to_left(right: np.ndarray, disparity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Resample the right image at u - d for every left pixel (linear along the row).
-
-    ``right`` (H, W) or (H, W, C), ``disparity`` (H, W) px of the left view. Returns the
-    reconstruction of the left image (float32) and a mask of pixels whose match lies inside
-    the right image (False where the disparity is NaN).
-    """
-    height, width = disparity.shape
-    match = np.arange(width, dtype=np.float32)[None, :] - disparity
-    inside = (match >= 0.0) & (match <= width - 1.0)
-    u = np.clip(np.nan_to_num(match), 0.0, width - 1.0)
-    u0 = np.minimum(np.floor(u).astype(np.int64), width - 2)
-    w = (u - u0).astype(np.float32)
-    rows = np.arange(height)[:, None]
-    src = right.astype(np.float32)
-    if src.ndim == 3:
-        w = w[..., None]
-    return src[rows, u0] * (1.0 - w) + src[rows, u0 + 1] * w, inside
-
-
 def _to_uint8(rgb: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """3 x (1, H, W) floats in [0, 1] -> (H, W, 3) uint8."""
     return (np.clip(stack(list(rgb), -1)[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
