@@ -127,7 +127,8 @@ def test_leaving_spinning_with_busy_callbacks_leaves_no_failed_task(capfd):
             for p in publishers:
                 p.publish(Empty())
             wait_until(lambda: len(started) >= 4)  # the pool is full, the rest queued
-        del node, pub, publishers
+        publishers.clear()
+        del node, pub
         gc.collect()
     finally:
         rclpy.try_shutdown()
