@@ -115,7 +115,7 @@ def main() -> int:
                     client.good_frame_answered(args.timeout)
             memory.append(('input_scale 2.0 and back', rss_mb(proc.pid)))
         if args.reloads:
-            model = args.model or ('anynet_spn8' if args.node == 'stereo' else 'mbv2_fbnet_kd')
+            model = args.model or ('anynet_spn8' if args.node == 'stereo' else 'mbv2_fbnet_real')
             other = 'opencv_sgbm' if args.node == 'stereo' else 'fastdepth'
             for i in range(args.reloads):
                 assert set_params(params_client, model=other if i % 2 == 0 else model)

@@ -25,7 +25,7 @@ from .base import DepthNode, FrameError
 from .diagnostics import ERROR, OK
 from .runtime import guarded, run_node
 
-DEFAULT_MODEL = 'mbv2_fbnet_kd'  # the best shipped student (models/mbv2_fbnet_kd.json; README results)
+DEFAULT_MODEL = 'mbv2_fbnet_real'  # the best shipped student, on real and rendered images (README results)
 
 
 class MonoDepthNode(DepthNode):
