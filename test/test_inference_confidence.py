@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from depth_ros.inference import StereoEstimator
-from depth_ros.inference.confidence import left_right, stage_agreement
+from depth_ros.inference.confidence import informative, left_right, stage_agreement
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
 
 W, H, FX, B = 320, 240, 250.0, 0.1
@@ -75,3 +75,14 @@ def test_confidence_of_a_one_row_pair_does_not_raise():
     est(row, row)
     conf = est.confidence(left_right=False)
     assert conf.shape == (1, 200) and conf.max() == 0.0 and est.warning
+
+
+def test_information_test_judges_only_pixels_with_a_disparity(scene):
+    """A matcher leaves holes (SGBM: a left band as wide as its search, occlusions): the pair is still
+    informative. After the warp moved to geometry, holes counted as mismatches and the demo's
+    SGBM at 160x120 (a 128 px band without disparity) was rejected as 'the views do not match'."""
+    disparity = scene['disparity'].astype(np.float32).copy()
+    disparity[:, : int(0.8 * W)] = np.nan  # 80 % without disparity (SGBM: 128 px band at 160 px width)
+    left, right = (np.asarray(img.mean(-1), np.uint8) for img in (scene['left'], scene['right']))
+    ok, why = informative(left, right, disparity)
+    assert ok, why

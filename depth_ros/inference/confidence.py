@@ -73,7 +73,7 @@ def informative(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> t
     share = float(textured.mean())
     if share < MIN_TEXTURED:
         return False, f'{100 * share:.1f} % of the left image has texture (covered lens, dead camera, blank view?)'
-    matched = textured & (warped >= 0)
+    matched = textured & inside  # pixels without a disparity or matched outside say nothing
     if matched.mean() < MIN_TEXTURED:
         return False, 'no disparity on the textured pixels'
     median = float(np.median(zncc[matched]))
