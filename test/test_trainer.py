@@ -215,3 +215,19 @@ def test_freeze_bn_keeps_batchnorm_statistics_while_the_weights_train(tmp_path):
     assert bns and not any(m.training for m in bns)
     assert all(torch.equal(m.running_mean, s) for m, s in zip(bns, stats))
     assert any(not torch.equal(trainer.model.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_trainable_prefixes_train_only_those_parameters_and_freeze_the_rest(tmp_path):
+    """model.trainable: fine-tune one part (e.g. AnyNet's SPN) on frozen earlier stages, whose
+    weights, BatchNorm statistics and train/eval mode stay as loaded; unknown prefixes raise."""
+    trainer = Trainer(tiny_stereo(tmp_path, 'model.trainable=[nets3d]', 'schedule.max_steps=3', 'log.eval_every=1000',
+                                  'log.ckpt_every=1000'))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run(save_on_exit=False)
+    after = trainer.model.state_dict()
+    frozen = [k for k in before if k.startswith('features.')]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # running stats included
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('nets3d.'))
+    assert not any(m.training for m in trainer.model.features.modules())
+    with pytest.raises(ValueError, match='names no parameter'):
+        Trainer(tiny_stereo(tmp_path / 'x', 'model.trainable=[spn]'))

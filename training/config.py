@@ -32,6 +32,8 @@ class ModelConfig:
     compile: bool = False              # torch.compile the training module
     freeze_bn: bool = False            # BatchNorm layers keep their statistics (eval mode) while training: fine-tuning
                                        # weights recovered from ONNX (BN folded into the convs) or with small batches
+    trainable: list = field(default_factory=list)  # parameter-name prefixes that train (e.g. [spn]); the rest is
+                                       # frozen, its modules in eval mode ([] = everything trains)
 
 
 @dataclass

@@ -12,6 +12,23 @@ OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULES = ('constant', 'step', 'multistep', 'cosine')
 
 
+def freeze_except(model: nn.Module, prefixes: list[str]) -> list[nn.Module]:
+    """Only parameters whose names start with one of ``prefixes`` train (all when empty); returns
+    the modules left without a trainable parameter, which the trainer keeps in eval mode (BatchNorm
+    statistics and dropout frozen too). Raises when a prefix names no parameter."""
+    if not prefixes:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        top = sorted({n.split('.')[0] for n in names})
+        raise ValueError(f'model.trainable {unknown} names no parameter (top-level modules: {", ".join(top)})')
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(tuple(prefixes)))
+    return [m for m in model.modules()
+            if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: weights of convs/linears decay, biases and norm parameters (ndim <= 1) do not."""
     params = [p for p in model.parameters() if p.requires_grad]

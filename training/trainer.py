@@ -29,7 +29,7 @@ from . import distributed, plots, rng, streams
 from .config import TrainConfig, config_from_dict_raw, dump_config
 from .logger import RunLogger
 from .losses import LossRebalancer
-from .optim import build_optimizer, lr_at, set_lr, total_steps
+from .optim import build_optimizer, freeze_except, lr_at, set_lr, total_steps
 from .tasks import make_task
 
 IMAGE_KEYS = ('image', 'left', 'right')
@@ -77,6 +77,7 @@ class Trainer:
             if arch != cfg.model.arch:
                 raise ValueError(f'model.init {cfg.model.init} holds a {arch!r} network, not {cfg.model.arch!r}')
             self.model.load_state_dict(state)
+        self.frozen = freeze_except(self.model, list(cfg.model.trainable))
         self.task = make_task(self.kind, cfg, device)
         self.stream = streams.train_stream(cfg, self.kind, device, self.dist.rank, self.dist.world)
         self.iters_per_epoch = self.stream.iters_per_epoch
@@ -216,8 +217,11 @@ class Trainer:
                                   self.cfg.data.batch_size * self.dist.world, logged)
 
     def train_mode(self) -> None:
-        """The model in training mode; with ``model.freeze_bn`` its BatchNorm layers stay in eval mode."""
+        """The model in training mode; with ``model.freeze_bn`` its BatchNorm layers stay in eval mode,
+        and so do the modules ``model.trainable`` froze."""
         self.model.train()
+        for m in self.frozen:
+            m.eval()
         if self.cfg.model.freeze_bn:
             for m in self.model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
