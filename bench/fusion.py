@@ -37,6 +37,7 @@ from depth_ros.training.realcheck import OPENCV_RANGE, load_check
 from depth_ros.viz import colorize_depth, tile
 
 MODEL = 'anynet_spn8'
+SCALES = {0.5: 'half', 1.0: 'full'}  # fusion_scale -> label: the left view matched at half / full size
 KEYS = ('bad1', 'bad3', 'epe', 'density')
 
 
@@ -46,8 +47,9 @@ def configs(sgbm_range: int) -> dict[str, dict]:
     out = {f'opencv_sgbm ({sgbm_range})': {'model': 'opencv_sgbm', 'sgbm': sgbm}}
     for stages in (3, 4):
         out[f'{MODEL} s{stages}'] = {'model': MODEL, 'stages': stages}
-        out[f'{MODEL} s{stages} + sgbm ({sgbm_range})'] = {'model': MODEL, 'stages': stages, 'fusion': 'sgbm',
-                                                           'sgbm': sgbm}
+        for scale, name in SCALES.items():
+            out[f'{MODEL} s{stages} + sgbm {name} ({sgbm_range})'] = {
+                'model': MODEL, 'stages': stages, 'fusion': 'sgbm', 'fusion_scale': scale, 'sgbm': sgbm}
     return out
 
 
@@ -84,12 +86,16 @@ def latency(left: np.ndarray, right: np.ndarray, runs: int) -> list[tuple[str, i
         ests = {'opencv_sgbm': StereoEstimator('opencv_sgbm', threads=threads)}
         for stages in (3, 4):
             ests[f'{MODEL} s{stages}'] = StereoEstimator(MODEL, stages=stages, threads=threads)
-            ests[f'{MODEL} s{stages} + sgbm'] = StereoEstimator(MODEL, stages=stages, threads=threads, fusion='sgbm')
+            for scale, name in SCALES.items():
+                ests[f'{MODEL} s{stages} + sgbm {name}'] = StereoEstimator(MODEL, stages=stages, threads=threads,
+                                                                          fusion='sgbm', fusion_scale=scale)
         if threads > 1:  # the same without the worker threads: network, then SGBM's two matchings
-            ests[f'{MODEL} s4 + sgbm, one after the other'] = est = StereoEstimator(MODEL, threads=threads,
-                                                                                  fusion='sgbm')
+            ests[f'{MODEL} s4 + sgbm half, one after the other'] = est = StereoEstimator(MODEL, threads=threads,
+                                                                                       fusion='sgbm')
             est._fusion._pool = None  # noqa: SLF001
-        ests['fusion\'s matchings (left full size + right half size)'] = ests[f'{MODEL} s4 + sgbm']
+        for name in SCALES.values():
+            ests[f'fusion\'s matchings ({name}: left at {name} size + right at half size)'] = \
+                ests[f'{MODEL} s4 + sgbm {name}']
         for label, est in ests.items():
             def call(est=est, label=label) -> None:
                 if label.startswith('fusion'):
@@ -191,7 +197,8 @@ def figure(picks: list[tuple[dict, dict[str, np.ndarray]]]) -> np.ndarray:
         lo, hi = float(np.nanmin(s['disparity'])), float(np.nanmax(s['disparity']))
         panels += [(f"{s['name']} left", s['left']), ('ground truth', colorize_depth(s['disparity'], lo, hi))]
         panels += [(label, colorize_depth(pred, lo, hi)) for label, pred in preds.items()]
-    return tile(panels, columns=5, cell=(256, 192), title='disparity (px): SGBM, AnyNet s4, AnyNet s4 + SGBM fusion')
+    return tile(panels, columns=5, cell=(256, 192),
+                title='disparity (px): SGBM, AnyNet s4, AnyNet s4 + SGBM fusion (half size)')
 
 
 def main() -> None:
@@ -223,7 +230,7 @@ def main() -> None:
                       f"{m['epe']:.2f} | {100 * m['density']:.1f} | {share} |", flush=True)
                 for s, pred in zip(samples, preds):
                     key = f"{name}:{s['name'].split(':')[-1]}"
-                    if key in wanted and sgbm_range == ranges[0] and 's3' not in label:
+                    if key in wanted and sgbm_range == ranges[0] and 's3' not in label and 'full' not in label:
                         keep.setdefault(key, {})[label.replace(f' ({sgbm_range})', '')] = pred
     left, right = sets[-1][1][0]['left'], sets[-1][1][0]['right']
     if args.data:

@@ -2,6 +2,7 @@
 focal scaling of metric depth, camera_info handling, decimation, a missing model, bad input."""
 from __future__ import annotations
 
+import re
 import time
 from contextlib import ExitStack
 
@@ -157,7 +158,7 @@ def test_depth_outside_the_range_and_lost_images_are_said(make_rig, tiny_model):
         rig.probe.publish('image', image(IMAGE, 'rgb8', header(now - 3_000_000_000, FRAME)))
         return 'after their stamp' in problems['input_qos'].message and problems['input_qos'].message
     message = wait_until(late_images, timeout=6.0, period=0.1)
-    assert 'images on /image arrive 3.0 s after their stamp' in message, message
+    assert re.search(r'images on /image arrive 3\.[0-2] s after their stamp', message), message  # + delivery
 
 
 def test_negative_stamps_and_crashing_callbacks_do_not_take_the_node_down(make_rig, tiny_model):

@@ -112,13 +112,15 @@ class StereoEstimator:
     by it before matching (e.g. 0.5 to halve the work); ignored by fixed-size graphs, which get
     images resized to their size. ``fusion``: 'sgbm' takes OpenCV SGBM's disparity (parameters in
     ``sgbm``) where SGBM is confident and the network's elsewhere (networks only; see
-    :mod:`depth_ros.inference.fusion`); 'none' (default): the network alone.
+    :mod:`depth_ros.inference.fusion`); 'none' (default): the network alone. ``fusion_scale``:
+    SGBM matches the left view at half size (0.5, default) or at full size (1.0, three times the
+    cost, about as accurate).
     """
     kind = 'stereo'
 
     def __init__(self, model: str | Path = 'opencv_sgbm', *, backend: str = 'auto', stages: int | None = None,
                  providers: str | Sequence[str] = 'cpu', threads: int = 0, input_scale: float = 1.0,
-                 sgbm: dict[str, Any] | None = None, fusion: str = 'none') -> None:
+                 sgbm: dict[str, Any] | None = None, fusion: str = 'none', fusion_scale: float = 0.5) -> None:
         check_backend(backend)
         if fusion not in FUSIONS:
             raise EstimatorError(f'fusion must be one of {", ".join(FUSIONS)}, got {fusion!r}')
@@ -155,7 +157,8 @@ class StereoEstimator:
             if fusion == 'sgbm':
                 if threads:
                     cv2.setNumThreads(threads)
-                self._fusion = SGBMFusion(sgbm, concurrent=threads != 1)  # 1 thread: one after the other
+                # 1 thread: one after the other
+                self._fusion = SGBMFusion(sgbm, concurrent=threads != 1, scale=fusion_scale)
             if loaded.fixed_size and self.input_scale != 1.0:
                 log.warning('model %r has fixed-size graphs: input_scale %g is ignored', self.name, self.input_scale)
         self.stages = max(self.available_stages) if stages is None else stages

@@ -73,7 +73,7 @@ SGBM_HELP: dict[str, str] = {
 class StereoDepthNode(DepthNode):
     """Rectified stereo pair in; disparity, depth, camera_info and points out."""
 
-    RELOAD_EXTRA = ('input_scale', 'fusion')
+    RELOAD_EXTRA = ('input_scale', 'fusion', 'fusion_scale')
     INPUT_PAIRS = (('left/image_rect', 'left/camera_info'), ('right/image_rect', 'right/camera_info'))
     KIND, BUILTIN_MODELS = 'stereo', OPENCV
     MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
@@ -103,14 +103,18 @@ class StereoDepthNode(DepthNode):
                   range=(0.0, 1.0))
         p.declare('input_scale', 1.0, 'Resize the pair by this factor before matching (0.5: a quarter of the '
                   'pixels to match); outputs stay at the input resolution.', range=(0.1, 2.0))
-        p.declare('fusion', 'none', "'sgbm': run OpenCV SGBM (the sgbm.* parameters; disparity_range should "
-                  "cover the scene) beside the network and publish SGBM's disparity where it is left-right "
-                  "consistent within 1.5 px (the right view matched at half size) and the network's "
-                  "disparity lies inside SGBM's range, the network's elsewhere (confidence: SGBM's left-right "
-                  "consistency there). Sharper edges and thin structures, fewer gross errors; costs SGBM's "
-                  "matchings (in a worker thread beside the network unless threads is 1). 'none': the "
-                  "network alone. Ignored by opencv_* models.",
+        p.declare('fusion', 'sgbm', "'sgbm' (default): run OpenCV SGBM (the sgbm.* parameters; "
+                  "disparity_range should cover the scene) beside the network and publish SGBM's disparity "
+                  "where it is left-right consistent within 1.5 px, the network's disparity lies inside "
+                  "SGBM's range and SGBM's is within a factor 1.5 of it; the network's elsewhere "
+                  "(confidence: SGBM's left-right consistency there). Sharper edges and thin structures, "
+                  "fewer gross errors, at about SGBM's own cost (in a worker thread beside the network "
+                  "unless threads is 1). 'none': the network alone, about twice as fast. Ignored by "
+                  "opencv_* models.",
                   choices=FUSIONS)
+        p.declare('fusion_scale', 0.5, "With fusion: SGBM matches the left view at half size (0.5: about a "
+                  'third of the cost of 1.0, as accurate on the README\'s checks; disparities upsampled) or at '
+                  'full size (1.0). The right view is always matched at half size.', range=(0.5, 1.0), step=0.5)
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
                   'requiring equal stamps (cameras that are not hardware-synchronized).', read_only=True)
@@ -142,6 +146,7 @@ class StereoDepthNode(DepthNode):
         fusion = 'none' if model in OPENCV else values['fusion']
         est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
                               threads=values['threads'], input_scale=values['input_scale'], fusion=fusion,
+                              fusion_scale=values['fusion_scale'],
                               sgbm=self._sgbm(values) if model in OPENCV or fusion != 'none' else None)
         stages = values['stages']
         if stages in est.available_stages:
