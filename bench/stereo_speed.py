@@ -6,7 +6,8 @@ load from other processes hits all of them alike). No torch needed.
     python bench/stereo_speed.py [--rounds 12] [--threads 1 2] [--model anynet_spn8] [--compare CARD] [--out speed.md]
 
 Prints the per-call medians, the issue's three ratios with their goals (AnyNet stage 1 /
-StereoBM < 1, AnyNet stages 1-3 / SGBM <= 0.5, AnyNet with SPN / SGBM < 1) and the load average
+StereoBM < 1, AnyNet stages 1-3 / SGBM <= 0.5, AnyNet with SPN / SGBM < 1), the stereo node's
+default (AnyNet with SPN fused with SGBM matched at half size) against SGBM, and the load average
 around each thread count: on a shared machine, other processes on the second core hide any
 two-thread gain (SGBM's about 1.9x on a quiet one).
 """
@@ -37,6 +38,7 @@ def methods(model: str, threads: int, compare: str = '') -> dict[str, Callable[[
     for label, card in (('anynet', model), ('before', compare)):
         for k in (1, 3, 4) if card else ():
             out[f'{label} s{k}'] = StereoEstimator(card, threads=threads, stages=k)
+    out['node default: anynet s4 + fusion'] = StereoEstimator(model, threads=threads, fusion='sgbm')
     return out
 
 
@@ -71,6 +73,9 @@ def report(results: dict[int, dict[str, float]], model: str, rounds: int) -> str
             cells = [f'{r:.2f} ({"met" if ok(r) else "missed"})' for r in ratios]
             tag = ' (before)' if name.startswith('before') else ''
             lines.append(f'| {label}{tag} | ' + ' | '.join(cells) + f' | {goal} |')
+    default = [results[t]['node default: anynet s4 + fusion'] / results[t]['opencv_sgbm'] for t in threads]
+    lines.append('| (the stereo node\'s default, s4 + SGBM fusion at half size) / SGBM | '
+                 + ' | '.join(f'{r:.2f}' for r in default) + ' | – |')
     return '\n'.join(lines)
 
 

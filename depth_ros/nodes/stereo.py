@@ -1,5 +1,10 @@
 """stereo_depth_node: disparity, depth and a point cloud from a rectified stereo pair.
 
+By default the shipped AnyNet (``anynet_spn8``, all four stages) with OpenCV SGBM beside it
+(``fusion`` 'sgbm', both views matched at half size: ``fusion_scale``): SGBM's disparity where it
+is confident, the network's elsewhere (see :mod:`depth_ros.inference.fusion`); ``fusion`` 'none'
+runs the network alone, ``model`` 'opencv_sgbm' / 'opencv_bm' the OpenCV matchers alone.
+
 Subscribes (sensor-data QoS, best effort or reliable by ``input_reliability``; synchronized
 exactly, or within ``slop`` s with ``approximate_sync``): ``left/image_rect``,
 ``left/camera_info``, ``right/image_rect``, ``right/camera_info`` (the right P[3] = -fx * B
