@@ -326,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from depth_ros.viz import write_image
         best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb and '+' not in lb),
                     default=None)]
-        labels = ['opencv_sgbm'] + [lb for lb in best if lb] + list(result['mono'])[:1]
+        fused = [lb + ' + sgbm' for lb in best if lb and lb + ' + sgbm' in result['stereo']]  # the node's default
+        labels = ['opencv_sgbm'] + [lb for lb in best if lb] + fused + list(result['mono'])[:1]
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)
     if args.out:
