@@ -22,6 +22,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
 
 STAGE_KEY = 'stage answered (share of frames)'
+FUSED_KEY = 'fused with SGBM (share of frames)'
 
 
 class Watcher(Node):
@@ -75,6 +76,8 @@ def main() -> None:
     parser.add_argument('--budgets', type=float, nargs='+', default=[45.0, 80.0])
     parser.add_argument('--threads', type=int, default=0)
     parser.add_argument('--points', action='store_true', help='also subscribe to points (depth + cloud)')
+    parser.add_argument('--fusion', default='sgbm', choices=('sgbm', 'none'),
+                        help="the node's fusion parameter (default: the node's default, sgbm)")
     parser.add_argument('--out', default='')
     args = parser.parse_args()
     env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(150, 199))}
@@ -83,17 +86,19 @@ def main() -> None:
                                '-p', f'rate:={args.rate}', '-p', 'frames:=5'], env=env)
     rclpy.init()
     watcher = Watcher(args.points)
-    base = {'threads': args.threads, 'input_reliability': 'reliable'}  # best effort loses large images
+    base = {'threads': args.threads, 'input_reliability': 'reliable',  # best effort loses large images
+            'fusion': args.fusion}
     cases = [('all 4 stages', {}), ('stages:=1', {'stages': 1})]
     cases += [(f'latency_budget_ms:={b:g}', {'latency_budget_ms': b}) for b in args.budgets]
-    lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node (anynet_spn8), {args.seconds:g} s each:',
-             '', '| case | input rate (Hz) | frames answered | latency median (ms) | node overhead median (ms) | '
-             'stage answered (share of frames) |', '|---|---|---|---|---|---|']
+    lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node (anynet_spn8, fusion {args.fusion}), '
+             f'{args.seconds:g} s each:', '', '| case | input rate (Hz) | frames answered | latency median (ms) | '
+             'node overhead median (ms) | stage answered (share of frames) | fused with SGBM |',
+             '|---|---|---|---|---|---|---|']
     try:
         for label, params in cases:
             share, v = run_case(watcher, {**base, **params}, args.seconds, env)
             cells = [v.get(k, '') for k in ('input rate (Hz)',)] + [f'{100 * share:.0f} %'] + [
-                v.get(k, '') for k in ('latency median (ms)', 'node overhead median (ms)', STAGE_KEY)]
+                v.get(k, '') for k in ('latency median (ms)', 'node overhead median (ms)', STAGE_KEY, FUSED_KEY)]
             lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
             print(lines[-1], flush=True)
     finally:

@@ -161,13 +161,18 @@ def test_matchings_late_for_the_deadline_are_not_waited_for(scene):
     """In a worker: matchings predicted to fit (their duration forgotten) that have not ended at
     the deadline are dropped without waiting (the call returns while they still run), the next
     pair is not matched while they run (no backlog), and fusion resumes once they have ended.
-    The pair at 640x480 with full-DP SGBM: measured 0.5 s of matchings, 30-50 ms per call."""
+    The pair at 640x480 with full-DP SGBM: measured 0.5 s of matchings, 30-50 ms per call. Under
+    a deadline matchings start only if they would end before it after the network's stage 1."""
     left, right = (np.repeat(np.repeat(scene[k], 2, 0), 2, 1) for k in ('left', 'right'))
     est = StereoEstimator('anynet_spn8', threads=2, fusion='sgbm', sgbm={'disparity_range': 256, 'sgbm_mode': 'hh'})
     est(left, right)
     fusion = est._fusion  # noqa: SLF001
     fusion.seconds = 0.0
-    est(left, right, deadline=time.monotonic() + 1e-3)
+    first = fusion._running  # noqa: SLF001 - the first call's (done) matchings
+    est(left, right, deadline=time.monotonic() + 0.5 * est.stage_seconds[1])  # not started: no time after stage 1
+    assert not est.fused and fusion._running is first  # noqa: SLF001
+    fusion.seconds = 0.0
+    est(left, right, deadline=time.monotonic() + est.stage_seconds[1] + 1e-3)  # started: fits after stage 1
     late = fusion._running  # noqa: SLF001
     assert not est.fused and late is not None and not late.done()
     est(left, right)

@@ -45,8 +45,10 @@ network's own confidence elsewhere; a pair without stereo information keeps conf
 everywhere (the network's check, :func:`depth_ros.inference.confidence.informative`).
 
 With a deadline (the node's ``latency_budget_ms``) the matchings are used only when they end in
-time: :meth:`SGBMFusion.start` skips them when their smoothed duration would end after it, and
-:meth:`SGBMFusion.combine` waits for them no longer than it; ``fused`` says which frames were.
+time: :meth:`SGBMFusion.start` skips them when their smoothed duration would end after it (the
+estimator passes the deadline less the network's stage 1, since beside the network both compete
+for the cores), and :meth:`SGBMFusion.combine` waits for them no longer than it; ``fused`` says
+which frames were.
 """
 from __future__ import annotations
 

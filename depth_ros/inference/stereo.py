@@ -249,7 +249,8 @@ class StereoEstimator:
 
         ``deadline`` (time.monotonic() s): an incremental network runs its next stage only while
         that stage's measured duration still ends before it; ``last_stage`` says which answered.
-        With fusion, SGBM's matchings are used only when they end before it (``fused``)."""
+        With fusion, SGBM's matchings are started only when they would end before it even after
+        the network's stage 1, and used only when they end before it (``fused``)."""
         left, right = check_pair(left, right)
         sm = self.size_map(left.shape[:2])
         left_net, right_net = sm.to_network(left), sm.to_network(right)
@@ -257,7 +258,11 @@ class StereoEstimator:
             disparity = self._opencv.disparity(left_net, right_net)
             low, high = self._opencv.min_disparity, self._opencv.max_disparity
         else:
-            pending = self._fusion.start(left_net, right_net, deadline) if self._fusion else None
+            pending = None
+            if self._fusion:  # started under a deadline only if it would end in time after stage 1 too: beside
+                # the network both compete for the cores, and a budget asks for the frame rate first
+                first = self._net.step_s.get(1, 0.0)
+                pending = self._fusion.start(left_net, right_net, None if deadline is None else deadline - first)
             disparity = self._net.disparity(left_net, right_net, self._stages, deadline)
             low, high = self._net.min_disparity, self._net.max_disparity or sm.padded_size[1]
             if self._fusion:  # the network's own range first, then SGBM's values where it is trusted
