@@ -156,9 +156,9 @@ def test_depth_outside_the_range_and_lost_images_are_said(make_rig, tiny_model):
         info.header = header(now, FRAME)
         rig.probe.publish('camera_info', info)
         rig.probe.publish('image', image(IMAGE, 'rgb8', header(now - 3_000_000_000, FRAME)))
-        return 'after their stamp' in problems['input_qos'].message and problems['input_qos'].message
-    message = wait_until(late_images, timeout=6.0, period=0.1)
-    assert re.search(r'images on /image arrive 3\.[0-2] s after their stamp', message), message  # + delivery
+        message = problems['input_qos'].message  # the median age of the last 10 images: 3 s once all are late
+        return re.search(r'images on /image arrive 3\.[0-2] s after their stamp', message) and message
+    wait_until(late_images, timeout=8.0, period=0.1)
 
 
 def test_negative_stamps_and_crashing_callbacks_do_not_take_the_node_down(make_rig, tiny_model):

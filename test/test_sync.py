@@ -86,9 +86,10 @@ def test_synchronizer_over_dds(ros, use_message_filters):
                      use_message_filters=use_message_filters, grace=0.0)
     assert s.backend == ('message_filters' if use_message_filters else 'fallback')
     with spinning(node, probe):
-        probe.advertise('a', CameraInfo)
-        probe.advertise('b', CameraInfo)
-        wait_until(lambda: all(sub.get_publisher_count() for sub in s._subscriptions))
+        pubs = [probe.advertise('a', CameraInfo), probe.advertise('b', CameraInfo)]
+        # both sides matched (a publisher that has not yet matched the subscription drops the message)
+        wait_until(lambda: all(sub.get_publisher_count() for sub in s._subscriptions)
+                   and all(pub.get_subscription_count() for pub in pubs))
         probe.publish('a', _info(1000))
         probe.publish('b', _info(1002))  # within 5 ms
         wait_until(lambda: sets)
@@ -123,9 +124,10 @@ def test_negative_stamps_are_rejected_before_the_synchronizer(ros, use_message_f
                      queue_size=3, approximate=approximate, slop=0.005, on_rejected=rejected.append,
                      use_message_filters=use_message_filters)
     with spinning(node, probe) as executor:
-        probe.advertise('a', CameraInfo)
-        probe.advertise('b', CameraInfo)
-        wait_until(lambda: all(sub.get_publisher_count() for sub in s._subscriptions))
+        pubs = [probe.advertise('a', CameraInfo), probe.advertise('b', CameraInfo)]
+        # both sides matched (a publisher that has not yet matched the subscription drops the message)
+        wait_until(lambda: all(sub.get_publisher_count() for sub in s._subscriptions)
+                   and all(pub.get_subscription_count() for pub in pubs))
         bad = _info(1000)
         bad.header.stamp.sec = -5
         probe.publish('a', bad)
