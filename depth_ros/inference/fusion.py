@@ -138,8 +138,8 @@ class SGBMFusion:
         return self.matcher.max_disparity if self.scale == 1.0 else 2.0 * self._half.max_disparity
 
     def _match(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """SGBM disparity of the left view and, matched at half size, of the right view (px at
-        full size, NaN invalid); updates ``seconds``."""
+        """SGBM disparity of the left view (matched at half or full size: ``scale``) and, matched
+        at half size, of the right view (px at full size, NaN invalid); updates ``seconds``."""
         t0 = time.monotonic()
         h, w = left.shape[:2]
         half = (max(1, w // 2), max(1, h // 2))
