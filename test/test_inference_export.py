@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth_ros.inference import DepthEstimator, StereoEstimator
+from depth_ros.inference import DepthEstimator, EstimatorError, StereoEstimator
 from depth_ros.nets import create_model, list_models
 from depth_ros.nets.checkpoint import save_checkpoint
 from depth_ros.nets.export import export_model
@@ -91,6 +91,24 @@ def test_torch_backend_runs_checkpoints_like_onnx_runtime(anynet, pair):
         assert both.mean() > 0.5
         np.testing.assert_allclose(a[both], b[both], atol=5e-4)  # ORT vs torch float rounding
 
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'torch'])
+def test_spn_limit_clips_the_spn_to_stage_3(anynet, pair, backend):
+    """spn_limit: stage 4 = torch's stage 4 clipped to its stage 3 +- the limit, on both backends
+    (ONNX Runtime's step graphs reuse stage 3's output, the torch checkpoint runs stage 3 again)."""
+    model, card, ckpt = anynet
+    limit = 0.05
+    est = StereoEstimator(card if backend == 'onnxruntime' else ckpt, spn_limit=limit)
+    assert est.backend == backend and est.spn_limit == limit
+    s3, s4 = (torch_disparity(model, *pair, k) for k in (3, 4))
+    assert np.abs(s4 - s3).max() > 4 * limit  # the SPN moves some pixels by more than the limit
+    check_same(est(*pair), np.clip(s4, s3 - limit, s3 + limit), 64)
+    est.stages = 3  # the limit concerns the SPN stage only
+    check_same(est(*pair), s3, 64)
+    assert StereoEstimator(card).spn_limit == 0.0  # this card sets none: the SPN is free
+    with pytest.raises(EstimatorError, match='spn_limit must be'):
+        StereoEstimator(card, spn_limit=-1)
 
 MONO = [m for m in ('yolo_unet', 'autoencoder', 'fastdepth') if m in list_models(kind='mono')]
 

@@ -335,7 +335,7 @@ def test_fusion_set_over_dds_takes_sgbm_where_it_is_confident(rig, scene):
     within 5 % of the truth (320x240, share of visible pixels off by more than 5 %: measured
     AnyNet alone 51 %, fused 32 %, 25 % with fusion_scale 1.0); sgbm.* parameters reach the
     fused matcher. Half-size frames: a fused 640x480 frame can outlast the harness's
-    0.25 s resend period on a loaded machine."""
+    0.25 s resend period on a loaded machine. spn_limit (-1: the card's 0.5 px) is set at run time."""
     small = {k: scene[k][::2, ::2] for k in ('depth', 'occlusion')}
     depth = as_array(rig.frame(['depth/image'], small=True)['depth/image'])
     rel_net, visible = _relative_error(depth, small)
@@ -360,6 +360,10 @@ def test_fusion_set_over_dds_takes_sgbm_where_it_is_confident(rig, scene):
     assert not rig.set(fusion_scale=0.7)[0].successful
     assert all(r.successful for r in rig.set(fusion='none')) and rig.node.estimator.fusion == 'none'
     assert not rig.set(fusion='bm')[0].successful
+    assert rig.node.estimator.spn_limit == 0.5  # -1: the card's trust region for the SPN
+    assert all(r.successful for r in rig.set(spn_limit=0.0)) and rig.node.estimator.spn_limit == 0.0
+    assert np.isfinite(as_array(rig.frame(['depth/image'], small=True)['depth/image'])).mean() > 0.95
+    assert not rig.set(spn_limit=-2.0)[0].successful
 
 
 @pytest.mark.parametrize('rig', [{'model': None, 'latency_budget_ms': 1.0},

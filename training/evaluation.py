@@ -64,11 +64,12 @@ def describe(model: str) -> dict[str, Any]:
 
 
 def load_estimator(model: str, kind: str, max_disparity: float | None = None,
-                   input_scale: float = 1.0, fusion: str = 'none') -> Estimator:
+                   input_scale: float = 1.0, fusion: str = 'none', spn_limit: float | None = None) -> Estimator:
     """The runtime estimator of ``model``; OpenCV matchers search ``max_disparity`` px (rounded
     up to 16); a mono checkpoint runs at the size it was trained at (recorded in its card);
     stereo networks see the pair resized by ``input_scale`` and are fused with SGBM (same range)
-    by ``fusion`` 'sgbm' (the node parameters of those names)."""
+    by ``fusion`` 'sgbm', their SPN limited by ``spn_limit`` (None: the card's; the node parameters
+    of those names)."""
     if kind == 'mono':
         return DepthEstimator(model)
     sgbm = None
@@ -76,7 +77,7 @@ def load_estimator(model: str, kind: str, max_disparity: float | None = None,
         sgbm = {'disparity_range': int(-(-max_disparity // 16) * 16)}
     if model in METHODS:
         return StereoEstimator(model, sgbm=sgbm)
-    return StereoEstimator(model, sgbm=sgbm, input_scale=input_scale, fusion=fusion)
+    return StereoEstimator(model, sgbm=sgbm, input_scale=input_scale, fusion=fusion, spn_limit=spn_limit)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -180,10 +181,12 @@ def evaluate(estimator: Estimator, samples: list[Sample], kind: str, stages: int
 
 
 def evaluate_model(model: str, samples: list[Sample], kind: str, max_disparity: float | None = None,
-                   max_depth: float | None = None, input_scale: float = 1.0, fusion: str = 'none') -> dict[str, Any]:
+                   max_depth: float | None = None, input_scale: float = 1.0, fusion: str = 'none',
+                   spn_limit: float | None = None) -> dict[str, Any]:
     """{'name', 'metrics' (all stages), 'stages' {k: metrics} (anytime stereo networks),
-    'predictions'} of one model on ``samples`` (stereo networks at ``input_scale``, fused by ``fusion``)."""
-    estimator = load_estimator(model, kind, max_disparity, input_scale, fusion)
+    'predictions'} of one model on ``samples`` (stereo networks at ``input_scale``, fused by ``fusion``,
+    SPN limited by ``spn_limit``)."""
+    estimator = load_estimator(model, kind, max_disparity, input_scale, fusion, spn_limit)
     result: dict[str, Any] = {'name': estimator.name}
     stage_counts = getattr(estimator, 'available_stages', [None])
     if len(stage_counts) > 1:

@@ -211,18 +211,23 @@ def score_mono(estimator: DepthEstimator, samples: list[Sample]) -> tuple[dict[s
 # ---------------------------------------------------------------------------------------- report
 def stereo_configs(fusion: bool = False) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, model, StereoEstimator kwargs): OpenCV (disparity range OPENCV_RANGE), and every shipped
-    stereo network at every stage count, at full size (input_scale 1) and half size (0.5); with
-    ``fusion`` also each at full size fused with SGBM (same range; labels '... + sgbm')."""
+    stereo network at every stage count, at full size (input_scale 1) and half size (0.5), and with
+    its SPN unlimited when its card limits it ('... spn unlimited'); with ``fusion`` also each at
+    full size fused with SGBM (same range; labels '... + sgbm')."""
     sgbm = {'disparity_range': OPENCV_RANGE}
     configs = [(m, m, {'sgbm': sgbm}) for m in ('opencv_sgbm', 'opencv_bm')]
     for card in shipped_cards('stereo'):
-        for scale in (1.0, 0.5):
-            for stages in card.stages:
-                configs.append((f'{card.name} s{stages}' + ('' if scale == 1.0 else f' @{scale:g}'),
-                                card.name, {'stages': stages, 'input_scale': scale}))
+        variants = [('', {'input_scale': 1.0}), (' @0.5', {'input_scale': 0.5})]
+        if card.output.get('spn_limit'):
+            variants.append((' spn unlimited', {'input_scale': 1.0, 'spn_limit': 0.0, 'stages': max(card.stages)}))
         if fusion:
-            configs += [(f'{card.name} s{stages} + sgbm', card.name, {'stages': stages, 'fusion': 'sgbm', 'sgbm': sgbm})
-                        for stages in card.stages]
+            variants.append((' + sgbm', {'fusion': 'sgbm', 'sgbm': sgbm}))
+            if card.output.get('spn_limit'):
+                variants.append((' spn unlimited + sgbm', {'fusion': 'sgbm', 'sgbm': sgbm, 'spn_limit': 0.0,
+                                                           'stages': max(card.stages)}))
+        for suffix, kwargs in variants:
+            for stages in card.stages if 'stages' not in kwargs else [kwargs['stages']]:
+                configs.append((f'{card.name} s{stages}{suffix}', card.name, {'stages': stages, **kwargs}))
     return configs
 
 
@@ -290,7 +295,7 @@ def card_entries(result: dict[str, Any], samples: list[Sample], rig: Rig) -> dic
              'gt_fit_rms': float(np.mean([s['fit_rms'] for s in samples]))}
     entries: dict[str, dict[str, Any]] = {}
     for label, (model, kwargs) in result['models'].items():
-        if model.startswith('opencv_') or kwargs.get('fusion'):  # cards describe the network alone
+        if model.startswith('opencv_') or kwargs.get('fusion') or 'spn_limit' in kwargs:  # the network alone, as carded
             continue
         entry = entries.setdefault(model, dict(about))
         if model in result['mono']:
@@ -324,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(markdown(result, len(samples)))
     if args.figure:
         from depth_ros.viz import write_image
-        best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb and '+' not in lb),
+        best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb and '+' not in lb
+                    and 'unlimited' not in lb),
                     default=None)]
         fused = [lb + ' + sgbm' for lb in best if lb and lb + ' + sgbm' in result['stereo']]  # the node's default
         labels = ['opencv_sgbm'] + [lb for lb in best if lb] + fused + list(result['mono'])[:1]

@@ -30,6 +30,9 @@ class _StereoNetwork:
     With incremental graphs (card ``output.incremental``, see :mod:`depth_ros.nets.anynet_steps`)
     graph k runs only stage k from the tensors graph k - 1 returned, so stages run one after the
     other and a deadline can stop between them; ``step_s`` holds each step's smoothed duration.
+    ``spn_limit`` (px at network resolution, card ``output.spn_limit``; 0: none): the SPN stage
+    (the last of a network with ``spn_channels``) may move the stage before's disparity by at most
+    this much (a trust region: on real pairs the SPN bleeds background into object borders).
     """
     SMOOTHING = 0.2  # weight of the newest duration in step_s
 
@@ -44,6 +47,8 @@ class _StereoNetwork:
         self.max_disparity = float(limit) if limit else None  # px at network resolution; None: unknown
         self.min_disparity = 0.0
         self.incremental = bool(card.output.get('incremental'))
+        self.spn_stage = max(card.stages) if card.options.get('spn_channels') else 0
+        self.spn_limit = float(card.output.get('spn_limit') or 0.0)
         self.tensor_pair = self.incremental and 'normalize' in card.input
         self.runners: dict[int, Runner] = {}
         self.step_s: dict[int, float] = {}
@@ -81,7 +86,20 @@ class _StereoNetwork:
             self.step_s[k] = before + self.SMOOTHING * (took - before)
             self.outputs.append(np.asarray(out.reshape(out.shape[-2:]), np.float32))
             self.last_stage = k
+        if self.spn_limit and self.last_stage == self.spn_stage > 1:
+            self._limit_spn(state)
         return self.outputs[-1]
+
+    def _limit_spn(self, state: dict[str, np.ndarray]) -> None:
+        """Clip the SPN's output (in place) to the stage before's disparity +- ``spn_limit``; graphs that
+        run all stages at once run the stage before again for it."""
+        if self.incremental:
+            before = self.outputs[-2]
+        else:
+            out = self.runner(self.spn_stage - 1).run(state)
+            before = np.asarray(out.reshape(out.shape[-2:]), np.float32)
+        refined = self.outputs[-1]
+        np.clip(refined, before - self.spn_limit, before + self.spn_limit, out=refined)
 
     @staticmethod
     def _stage(state: dict[str, np.ndarray], size: tuple[int, int]) -> np.ndarray:
@@ -114,13 +132,15 @@ class StereoEstimator:
     ``sgbm``) where SGBM is confident and the network's elsewhere (networks only; see
     :mod:`depth_ros.inference.fusion`); 'none' (default): the network alone. ``fusion_scale``:
     SGBM matches the left view at half size (0.5, default) or at full size (1.0, three times the
-    cost, about as accurate).
+    cost, about as accurate). ``spn_limit``: how far (px of the network's input) the SPN stage may
+    move stage 3's disparity (None: the card's ``output.spn_limit``; 0: no limit).
     """
     kind = 'stereo'
 
     def __init__(self, model: str | Path = 'opencv_sgbm', *, backend: str = 'auto', stages: int | None = None,
                  providers: str | Sequence[str] = 'cpu', threads: int = 0, input_scale: float = 1.0,
-                 sgbm: dict[str, Any] | None = None, fusion: str = 'none', fusion_scale: float = 0.5) -> None:
+                 sgbm: dict[str, Any] | None = None, fusion: str = 'none', fusion_scale: float = 0.5,
+                 spn_limit: float | None = None) -> None:
         check_backend(backend)
         if fusion not in FUSIONS:
             raise EstimatorError(f'fusion must be one of {", ".join(FUSIONS)}, got {fusion!r}')
@@ -154,6 +174,10 @@ class StereoEstimator:
             self._opencv, self._net = None, _StereoNetwork(loaded)
             self.name, self.backend, self.trained = loaded.card.name, loaded.backend, loaded.card.trained
             self.available_stages = loaded.card.stages
+            if spn_limit is not None:
+                if isinstance(spn_limit, bool) or not isinstance(spn_limit, Real) or not 0 <= spn_limit < 1e3:
+                    raise EstimatorError(f'spn_limit must be a number of px >= 0 (0: no limit), got {spn_limit!r}')
+                self._net.spn_limit = float(spn_limit)
             if fusion == 'sgbm':
                 if threads:
                     cv2.setNumThreads(threads)
@@ -221,6 +245,12 @@ class StereoEstimator:
         backend = self._opencv or self._net
         net = backend.fixed_size or scaled_size(shape, self.input_scale)
         return size_map(tuple(shape), net, multiple_of=backend.multiple_of, output_scale=backend.output_scale)
+
+    @property
+    def spn_limit(self) -> float:
+        """How far (px of the network's input) the SPN stage may move stage 3's disparity (0: no limit,
+        or no SPN)."""
+        return self._net.spn_limit if self._net and self._net.spn_stage else 0.0
 
     @property
     def incremental(self) -> bool:

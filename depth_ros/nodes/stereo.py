@@ -78,7 +78,7 @@ SGBM_HELP: dict[str, str] = {
 class StereoDepthNode(DepthNode):
     """Rectified stereo pair in; disparity, depth, camera_info and points out."""
 
-    RELOAD_EXTRA = ('input_scale', 'fusion', 'fusion_scale')
+    RELOAD_EXTRA = ('input_scale', 'fusion', 'fusion_scale', 'spn_limit')
     INPUT_PAIRS = (('left/image_rect', 'left/camera_info'), ('right/image_rect', 'right/camera_info'))
     KIND, BUILTIN_MODELS = 'stereo', OPENCV
     MODEL_HELP = (", or 'opencv_sgbm' / 'opencv_bm' (OpenCV, tuned by the sgbm.* parameters). A model "
@@ -120,6 +120,10 @@ class StereoDepthNode(DepthNode):
         p.declare('fusion_scale', 0.5, "With fusion: SGBM matches the left view at half size (0.5: about a "
                   'third of the cost of 1.0, as accurate on the README\'s checks; disparities upsampled) or at '
                   'full size (1.0). The right view is always matched at half size.', range=(0.5, 1.0), step=0.5)
+        p.declare('spn_limit', -1.0, "How far (px of the network's input) AnyNet's SPN stage may move stage 3's "
+                  "disparity: a trust region (on real pairs the SPN bleeds background into object borders). "
+                  "-1: the model card's value (anynet_spn8: 0.5); 0: no limit. Ignored by models without an SPN.",
+                  range=(-1.0, 100.0))
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '
                   'requiring equal stamps (cameras that are not hardware-synchronized).', read_only=True)
@@ -152,6 +156,7 @@ class StereoDepthNode(DepthNode):
         est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
                               threads=values['threads'], input_scale=values['input_scale'], fusion=fusion,
                               fusion_scale=values['fusion_scale'],
+                              spn_limit=None if values['spn_limit'] < 0 or model in OPENCV else values['spn_limit'],
                               sgbm=self._sgbm(values) if model in OPENCV or fusion != 'none' else None)
         stages = values['stages']
         if stages in est.available_stages:

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='stereo networks: resize the pair by this before matching (the node parameter; default: 1)')
     p.add_argument('--fusion', default='none', choices=('none', 'sgbm'),
                    help="stereo networks: fuse with SGBM where it is confident (the node parameter; default: none)")
+    p.add_argument('--spn-limit', type=float,
+                   help="stereo networks: px the SPN stage may move stage 3's disparity (the node parameter; "
+                        "default: the card's, 0: no limit)")
     p.add_argument('--label', help="name of the data in the card's metrics (default: --data)")
     return p
 
@@ -95,8 +98,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f'{PROG}: {e}')
     if args.update_card and (evaluation.is_checkpoint(args.model) or args.model in ('opencv_sgbm', 'opencv_bm')):
         sys.exit(f'{PROG}: --update-card needs a model with a card (export the checkpoint first)')
-    if args.update_card and args.fusion != 'none':
-        sys.exit(f'{PROG}: --update-card stores the network alone: drop --fusion')
+    if args.update_card and (args.fusion != 'none' or args.spn_limit is not None):
+        sys.exit(f"{PROG}: --update-card stores the network alone with its card's settings: drop --fusion and "
+                 '--spn-limit')
     try:
         info = evaluation.describe(args.model)
     except (ModelCardError, ValueError) as e:
@@ -104,13 +108,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     kind, size, max_disp = info['kind'], resolve_size(args, [info]), max_disparity_of([info])
     samples = load_data(PROG, evaluation, args, kind, size, max_disp)
     result = evaluation.evaluate_model(args.model, samples, kind, max_disp, args.max_depth, args.input_scale,
-                                       args.fusion)
+                                       args.fusion, args.spn_limit)
     report: dict[str, Any] = {'model': result['name'], 'kind': kind, 'data': args.label or args.data,
                               'split': args.split, 'n': len(samples), 'metrics': result['metrics']}
     if kind == 'stereo' and args.input_scale != 1.0:
         report['input_scale'] = args.input_scale
     if kind == 'stereo' and args.fusion != 'none':
         report['fusion'] = args.fusion
+    if kind == 'stereo' and args.spn_limit is not None:
+        report['spn_limit'] = args.spn_limit
     if args.data == 'synthetic':
         report['size'] = list(size)
     if 'stages' in result:
