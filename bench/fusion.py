@@ -50,6 +50,9 @@ def configs(sgbm_range: int) -> dict[str, dict]:
         for scale, name in SCALES.items():
             out[f'{MODEL} s{stages} + sgbm {name} ({sgbm_range})'] = {
                 'model': MODEL, 'stages': stages, 'fusion': 'sgbm', 'fusion_scale': scale, 'sgbm': sgbm}
+    free = {'model': MODEL, 'stages': 4, 'spn_limit': 0.0}  # the card limits the SPN to stage 3 +- 0.5 px
+    out[f'{MODEL} s4, spn unlimited'] = free
+    out[f'{MODEL} s4, spn unlimited + sgbm half ({sgbm_range})'] = {**free, 'fusion': 'sgbm', 'sgbm': sgbm}
     return out
 
 
@@ -230,7 +233,8 @@ def main() -> None:
                       f"{m['epe']:.2f} | {100 * m['density']:.1f} | {share} |", flush=True)
                 for s, pred in zip(samples, preds):
                     key = f"{name}:{s['name'].split(':')[-1]}"
-                    if key in wanted and sgbm_range == ranges[0] and 's3' not in label and 'full' not in label:
+                    if key in wanted and sgbm_range == ranges[0] and not any(
+                            w in label for w in ('s3', 'full', 'unlimited')):
                         keep.setdefault(key, {})[label.replace(f' ({sgbm_range})', '')] = pred
     left, right = sets[-1][1][0]['left'], sets[-1][1][0]['right']
     if args.data:

@@ -20,7 +20,9 @@ A card says what the graphs compute and how to feed them::
 
 ``input.size`` is the (height, width) the network was trained/exported at; with ``dynamic``
 the graphs accept any size that is a multiple of ``multiple_of``. ``output.scale`` is the
-output resolution over the input resolution (0.5 for a half-resolution decoder).
+output resolution over the input resolution (0.5 for a half-resolution decoder). Stereo
+outputs may add ``max_disparity`` (px), ``incremental`` (step graphs, one per stage) and
+``spn_limit`` (px: how far the SPN stage may move the stage before's disparity; absent: no limit).
 ``torch_weights`` names the network's state dict as a numpy archive, for fine-tuning
 (``depth_ros.nets.from_onnx.load_card_weights``).
 Mono outputs are metric depth of the canonical camera: depth = output * f_net / f_canonical,
