@@ -39,6 +39,8 @@ from typing import Any
 FORMAT = 1
 QUANTITIES = {'disparity': 'px', 'depth': 'm', 'inverse_depth': '1/m'}
 INPUT_NAMES = {'mono': ('image',), 'stereo': ('left', 'right')}  # graph inputs of each kind
+# metrics shown by describe_cards (mono: synthetic splits, then the real board's median-scaled and SSI AbsRel)
+SUMMARY_METRICS = {'stereo': ('bad3', 'epe'), 'mono': ('absrel', 'delta1', 'absrel_median', 'ssi_absrel')}
 
 
 class ModelCardError(ValueError):
@@ -239,9 +241,9 @@ def describe_cards(cards: list[ModelCard]) -> str:
         held_out = []
         for key, value in c.metrics.items():
             m = value.get('metrics') if isinstance(value, dict) else None
-            if m:
-                shown = ('bad3', 'epe') if c.kind == 'stereo' else ('absrel', 'delta1')
-                held_out.append(f'{key}: ' + ', '.join(f'{k} {m[k]:.3f}' for k in shown if k in m))
+            shown = [k for k in SUMMARY_METRICS[c.kind] if k in (m or {})]
+            if shown:
+                held_out.append(f'{key}: ' + ', '.join(f'{k} {m[k]:.3f}' for k in shown))
         rows.append(f'| {c.name} | {c.kind} | {c.arch}{f" ({options})" if options else ""} | '
                     f'{" x ".join(map(str, c.input.get("size") or []))} | {",".join(map(str, c.stages))} | '
                     f'{size:.2f} | {trained} | {"; ".join(held_out) or "-"} |')

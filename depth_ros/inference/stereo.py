@@ -98,8 +98,10 @@ class _StereoNetwork:
         else:
             out = self.runner(self.spn_stage - 1).run(state)
             before = np.asarray(out.reshape(out.shape[-2:]), np.float32)
-        refined = self.outputs[-1]
-        np.clip(refined, before - self.spn_limit, before + self.spn_limit, out=refined)
+        refined = self.outputs[-1]  # before + clip(refined - before), in place (no per-frame allocation)
+        np.subtract(refined, before, out=refined)
+        np.clip(refined, -self.spn_limit, self.spn_limit, out=refined)
+        np.add(refined, before, out=refined)
 
     @staticmethod
     def _stage(state: dict[str, np.ndarray], size: tuple[int, int]) -> np.ndarray:
