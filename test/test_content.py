@@ -30,6 +30,30 @@ def test_rich_scenes_have_thin_structures_and_real_sizes():
     assert (np.abs(boxes / person - 1.0).max(-1) < 0.101).any()    # someone person-sized stands somewhere
 
 
+
+def test_held_scenes_are_rich_scenes_with_a_near_flat_object_facing_the_camera():
+    """content 'held' = the same seed's 'rich' scene, plus (in most scenes) the last box slot a flat
+    object 0.35-2 m ahead, facing the camera, that covers a good part of the view: rendered, it is
+    the nearest surface and its depth obeys the plane it lies in."""
+    rich, held = (sample_scenes(np.random.default_rng(2), 60, content=c) for c in ('rich', 'held'))
+    slot = N_PLANES + N_BOXES - 1
+    changed = ~np.isclose(rich.center, held.center).all(-1) | (rich.valid != held.valid)
+    assert set(np.nonzero(changed)[1]) == {slot} and 0.5 < changed[:, slot].mean() < 0.9
+    for key in ('texture', 'light', 'ambient'):
+        np.testing.assert_array_equal(rich.arrays()[key], held.arrays()[key])
+    c, size, normal = held.center[changed[:, slot], slot], held.size[changed[:, slot], slot], \
+        held.rot[changed[:, slot], slot][..., 2]
+    assert (c[:, 2] > 0.3).all() and (c[:, 2] < 2.1).all() and (size[:, 2] < 0.031).all()
+    assert (np.abs(normal[:, 2]) > np.cos(np.radians(60))).all()      # faces the camera
+    cam = StereoCamera(160, 120, 100.0, 100.0, 79.5, 59.5, 0.1)
+    i = int(np.argmax(changed[:, slot] & (np.abs(held.center[:, slot, :2]).max(-1) < 0.2 * held.center[:, slot, 2])))
+    depth = render_stereo(held.map(lambda a: a[i:i + 1]), cam)['depth']
+    v, u = np.mgrid[:120, :160]
+    rays = np.stack([(u - 79.5) / 100.0, (v - 59.5) / 100.0, np.ones_like(depth)], -1)
+    offset = (rays * depth[..., None] - held.center[i, slot]) @ held.rot[i, slot][:, 2]
+    on_face = np.abs(np.abs(offset) - held.size[i, slot, 2]) < 1e-3     # on the face towards the camera
+    assert on_face.mean() > 0.05 and depth[on_face].max() < 2.2 and depth[on_face].min() == depth.min()
+
 def test_rich_scene_renders_exact_thin_geometry():
     """A thin structure is hit where the ray caster says, and its disparity obeys d = f B / Z."""
     cam = StereoCamera(160, 120, 125.0, 125.0, 79.5, 59.5, 0.15)

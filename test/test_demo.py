@@ -131,7 +131,8 @@ def test_a_node_without_output_is_flagged_in_its_row_and_the_demo_succeeds(mono_
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
     sgbm = table_row(captured.out, 'stereo: opencv_sgbm')
-    assert float(sgbm[2]) > 2 and float(sgbm[5]) < 0.15
+    # the SGBM node answered (its rate, 1.7-4 Hz in 2 s on a loaded machine, may say '(only n)') and well
+    assert float(sgbm[2].split()[0]) > 0.5 and float(sgbm[5]) < 0.15
     mono = table_row(captured.out, 'mono: fastdepth_tiny (untrained, for tests)')
     assert mono[2] == 'NO OUTPUT' and mono[3:] == ['n/a'] * 7
     assert re.search(r'^mono: fastdepth_tiny \(untrained, for tests\): NO depth image in 2\.\d s - last problem: '

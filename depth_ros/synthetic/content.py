@@ -8,6 +8,9 @@ objects at real sizes, for ``sample_scenes(..., content='rich')``.
 - ``REAL_SIZES``: full sizes (w, h, d) m of furniture, doors, people and cars; resting boxes take
   one of them (indoor or outdoor set), so that sizes and camera heights carry a metric scale cue
   a mono network can learn.
+- ``held_planes`` (``content='held'``: 'rich' plus this): a board, poster or book held 0.35-2 m
+  in front of the camera, roughly facing it, covering a good part of the view: a near object
+  against a far room, the layout the mono students got wrong on the real-camera board.
 
 Coordinates: the room frame of ``sampler.py`` (camera at the origin, y down, the floor at y = h).
 """
@@ -123,3 +126,20 @@ def thin_structures(rng: np.random.Generator, h: np.ndarray, depth_far: np.ndarr
         for slot, value in zip(out, _structure(rng, MODES[int(rng.integers(len(MODES)))], h[i], anchor)):
             slot[i] = value
     return tuple(out)
+
+
+def held_planes(rng: np.random.Generator, n: int, prob: float = 0.7) -> tuple[np.ndarray, ...]:
+    """One flat box per scene with probability ``prob``, in the camera's frame (y down, z forward):
+    centre (n, 3) m, 0.35-2 m away within the central part of the view; rot (n, 3, 3), its normal
+    (local z) within ~40 deg of the optical axis; half size (n, 3) m, half width 0.08-0.3 of its
+    distance (0.05-0.45 m), 3-30 mm thick; valid (n,)."""
+    z = rng.uniform(0.35, 2.0, n)
+    center = np.stack([z * rng.uniform(-0.35, 0.35, n), z * rng.uniform(-0.3, 0.3, n), z], -1)
+    tilt_x, tilt_y, roll = rng.uniform(-0.7, 0.7, n), rng.uniform(-0.7, 0.7, n), rng.uniform(-0.5, 0.5, n)
+    cx, sx, cz, sz = np.cos(tilt_x), np.sin(tilt_x), np.cos(roll), np.sin(roll)
+    o, i = np.zeros(n), np.ones(n)
+    rot_x = np.stack([i, o, o, o, cx, -sx, o, sx, cx], -1).reshape(n, 3, 3)
+    rot = _yaw(tilt_y) @ rot_x @ np.stack([cz, -sz, o, sz, cz, o, o, o, i], -1).reshape(n, 3, 3)
+    width = np.clip(z * rng.uniform(0.08, 0.3, n), 0.05, 0.45)   # a tenth to a third of a 90 deg view
+    size = np.stack([width, width * rng.uniform(0.6, 1.4, n), np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))], -1)
+    return center, rot, size, rng.random(n) < prob

@@ -19,13 +19,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .content import N_THIN, real_sizes, thin_structures
+from .content import N_THIN, held_planes, real_sizes, thin_structures
 from .render import full_windows
 from .scene import TEX_PHOTO, TEX_SHININESS, TEX_SPECULAR, Scene, assign_photos, sample_textures
 from .textures import PhotoBank
 from .xp import Array, namespace
 
 N_PLANES, N_BOXES, N_ELLIPSOIDS = 6, 10, 5
+CONTENTS = ('basic', 'rich', 'held')
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
 BOX0, ELL0 = N_PLANES, N_PLANES + N_BOXES
 DOME = N_PLANES + N_BOXES + N_ELLIPSOIDS - 1
@@ -90,10 +91,13 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     bank, a share ``photo_prob`` of the surfaces show its photographs (the rest stay procedural).
     ``content`` 'rich' adds N_THIN box slots of thin structures (rods, fences, rings, grids) and
     gives half of the resting boxes real-world sizes (furniture, doors, people, cars; see
-    ``content.py``) and a quarter of the surfaces specular highlights; 'basic' (the shipped
-    models' training and validation data) does not."""
-    if content not in ('basic', 'rich'):
-        raise ValueError(f"content must be 'basic' or 'rich', not {content!r}")
+    ``content.py``) and a quarter of the surfaces specular highlights; 'held' is 'rich' with, in 70 %
+    of the scenes, the last box slot a flat object held 0.35-2 m before the camera (drawn after
+    the rest: the same seed gives the same 'rich' scene around it); 'basic' (the shipped models'
+    training and validation data) has none of these."""
+    if content not in CONTENTS:
+        raise ValueError(f"content must be one of {', '.join(CONTENTS)}, not {content!r}")
+    rich = content != 'basic'
     p = N_PLANES + N_BOXES + N_ELLIPSOIDS
     center = np.zeros((n, p, 3))
     rot = np.tile(np.eye(3), (n, p, 1, 1))
@@ -136,7 +140,7 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     big = ~indoor[:, None] & (rng.random((n, N_BOXES)) < 0.3)     # outdoor 'buildings'
     half *= np.where(big, 2.5, 1.0)[..., None]
     half[..., 2] = np.where(kind >= 0.8, 0.0, half[..., 2])
-    if content == 'rich':
+    if rich:
         real = rest & (rng.random((n, N_BOXES)) < 0.5)
         half = np.where(real[..., None], real_sizes(rng, indoor, N_BOXES), half)
     upright = _rot_y(rng.uniform(0, 2 * np.pi, n * N_BOXES)).reshape(n, N_BOXES, 3, 3)
@@ -162,7 +166,7 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     texture[:, :N_PLANES][weak] = sample_textures(rng, (int(weak.sum()),), scale=(1.0, 12.0), contrast=(0.02, 0.1))
     texture[:, DOME] = sample_textures(rng, (n,), scale=(0.5, 4.0), contrast=(0.1, 0.6))
     n_boxes = N_BOXES
-    if content == 'rich':   # thin structures: box slots between the boxes and the ellipsoids
+    if rich:   # thin structures: box slots between the boxes and the ellipsoids
         thin = (*thin_structures(rng, h, depth_far, x_limits), sample_textures(rng, (n, N_THIN), scale=(5.0, 40.0)))
         center, rot, size, valid, texture = (np.concatenate([a[:, :ELL0], b.astype(a.dtype), a[:, ELL0:]], 1)
                                              for a, b in zip((center, rot, size, valid, texture), thin))
@@ -179,10 +183,15 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     rot = np.einsum('nij,npjk->npik', turn, rot)
     light = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, -0.2, n), rng.uniform(-1, 0.5, n)], -1)
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
+    ambient = rng.uniform(0.35, 0.7, n)
+    if content == 'held':   # in the camera's frame (not turned), replacing the last regular box where drawn
+        held = BOX0 + N_BOXES - 1
+        h_center, h_rot, h_size, h_valid = held_planes(rng, n)
+        for array, value in ((center, h_center), (rot, h_rot), (size, h_size), (valid, h_valid)):
+            array[h_valid, held] = value[h_valid]
     return Scene(center=center.astype(np.float32), rot=rot.astype(np.float32), size=size.astype(np.float32),
                  valid=valid, texture=texture, light=light.astype(np.float32),
-                 ambient=rng.uniform(0.35, 0.7, n).astype(np.float32), n_planes=N_PLANES, n_boxes=n_boxes,
-                 photos=photos)
+                 ambient=ambient.astype(np.float32), n_planes=N_PLANES, n_boxes=n_boxes, photos=photos)
 
 
 def random_scene(seed: int, indoor_prob: float = 0.6, photos: PhotoBank | None = None, content: str = 'basic') -> Scene:

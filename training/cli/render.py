@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    'default: procedural textures only)')
     p.add_argument('--photo-prob', type=float, default=0.5,
                    help='share of surfaces showing a photograph (default: 0.5)')
-    p.add_argument('--content', choices=('basic', 'rich'), default='basic',
-                   help='rich: thin rods, fences, rings and grids, objects at real sizes (default: basic)')
+    p.add_argument('--content', choices=('basic', 'rich', 'held'), default='basic',
+                   help='rich: thin rods, fences, rings and grids, objects at real sizes; held: rich + a flat '
+                        'object held 0.35-2 m before the camera in 70 %% of the scenes (default: basic)')
     return p
 
 
