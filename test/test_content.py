@@ -30,7 +30,6 @@ def test_rich_scenes_have_thin_structures_and_real_sizes():
     assert (np.abs(boxes / person - 1.0).max(-1) < 0.101).any()    # someone person-sized stands somewhere
 
 
-
 def test_held_scenes_are_rich_scenes_with_a_near_flat_object_facing_the_camera():
     """content 'held' = the same seed's 'rich' scene, plus (in most scenes) the last box slot a flat
     object 0.35-2 m ahead, facing the camera, that covers a good part of the view: rendered, it is
@@ -53,6 +52,7 @@ def test_held_scenes_are_rich_scenes_with_a_near_flat_object_facing_the_camera()
     offset = (rays * depth[..., None] - held.center[i, slot]) @ held.rot[i, slot][:, 2]
     on_face = np.abs(np.abs(offset) - held.size[i, slot, 2]) < 1e-3     # on the face towards the camera
     assert on_face.mean() > 0.05 and depth[on_face].max() < 2.2 and depth[on_face].min() == depth.min()
+
 
 def test_rich_scene_renders_exact_thin_geometry():
     """A thin structure is hit where the ray caster says, and its disparity obeys d = f B / Z."""

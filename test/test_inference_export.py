@@ -92,7 +92,6 @@ def test_torch_backend_runs_checkpoints_like_onnx_runtime(anynet, pair):
         np.testing.assert_allclose(a[both], b[both], atol=5e-4)  # ORT vs torch float rounding
 
 
-
 @pytest.mark.parametrize('backend', ['onnxruntime', 'torch'])
 def test_spn_limit_clips_the_spn_to_stage_3(anynet, pair, backend):
     """spn_limit: stage 4 = torch's stage 4 clipped to its stage 3 +- the limit, on both backends
@@ -109,6 +108,7 @@ def test_spn_limit_clips_the_spn_to_stage_3(anynet, pair, backend):
     assert StereoEstimator(card).spn_limit == 0.0  # this card sets none: the SPN is free
     with pytest.raises(EstimatorError, match='spn_limit must be'):
         StereoEstimator(card, spn_limit=-1)
+
 
 MONO = [m for m in ('yolo_unet', 'autoencoder', 'fastdepth') if m in list_models(kind='mono')]
 
