@@ -134,22 +134,22 @@ class Probe(Node):
 
     def send_until(self, send: Callable[[], Any], topics: list[str], timeout: float = 15.0,
                    period: float = 0.25) -> dict[str, Any]:
-        """Call ``send()`` every ``period`` s until every topic has a message newer than the call
-        whose stamp equals the header ``send()`` returned; returns those messages."""
+        """Call ``send()`` every ``period`` s until every topic has a message, received during this
+        call, whose stamp is one ``send()`` returned (each send publishes the same inputs under a new
+        stamp, so a node slower than ``period`` answers an earlier one); returns the messages of the
+        first stamp every topic answered."""
         end = time.monotonic() + timeout
+        start = {t: self.count(t) for t in topics}
+        sent: list[Any] = []
         while time.monotonic() < end:
-            start = {t: self.count(t) for t in topics}
-            header = send()
+            sent.append(send().stamp)
             until = time.monotonic() + period
             while time.monotonic() < until:
-                found = {}
                 with self._lock:
-                    for t in topics:
-                        for m in self.received[t][start[t]:]:
-                            if m.header.stamp == header.stamp:
-                                found[t] = m
-                if len(found) == len(topics):
-                    return found
+                    for stamp in sent:
+                        found = {t: m for t in topics for m in self.received[t][start[t]:] if m.header.stamp == stamp}
+                        if len(found) == len(topics):
+                            return found
                 time.sleep(0.01)
         raise AssertionError(f'no output on {topics} within {timeout} s '
                              f'(counts: { {t: self.count(t) for t in topics} })')
