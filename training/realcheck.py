@@ -217,14 +217,12 @@ def stereo_configs(fusion: bool = False) -> list[tuple[str, str, dict[str, Any]]
     sgbm = {'disparity_range': OPENCV_RANGE}
     configs = [(m, m, {'sgbm': sgbm}) for m in ('opencv_sgbm', 'opencv_bm')]
     for card in shipped_cards('stereo'):
+        fused = {'fusion': 'sgbm', 'sgbm': sgbm}
+        free = {'spn_limit': 0.0, 'stages': max(card.stages)} if card.output.get('spn_limit') else None
         variants = [('', {'input_scale': 1.0}), (' @0.5', {'input_scale': 0.5})]
-        if card.output.get('spn_limit'):
-            variants.append((' spn unlimited', {'input_scale': 1.0, 'spn_limit': 0.0, 'stages': max(card.stages)}))
-        if fusion:
-            variants.append((' + sgbm', {'fusion': 'sgbm', 'sgbm': sgbm}))
-            if card.output.get('spn_limit'):
-                variants.append((' spn unlimited + sgbm', {'fusion': 'sgbm', 'sgbm': sgbm, 'spn_limit': 0.0,
-                                                           'stages': max(card.stages)}))
+        variants += [(' spn unlimited', {'input_scale': 1.0, **free})] if free else []
+        variants += [(' + sgbm', fused)] if fusion else []
+        variants += [(' spn unlimited + sgbm', {**fused, **free})] if fusion and free else []
         for suffix, kwargs in variants:
             for stages in card.stages if 'stages' not in kwargs else [kwargs['stages']]:
                 configs.append((f'{card.name} s{stages}{suffix}', card.name, {'stages': stages, **kwargs}))

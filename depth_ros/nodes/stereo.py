@@ -156,7 +156,7 @@ class StereoDepthNode(DepthNode):
         est = StereoEstimator(model, backend=values['backend'], providers=values['providers'],
                               threads=values['threads'], input_scale=values['input_scale'], fusion=fusion,
                               fusion_scale=values['fusion_scale'],
-                              spn_limit=None if values['spn_limit'] < 0 or model in OPENCV else values['spn_limit'],
+                              spn_limit=None if values['spn_limit'] < 0 else values['spn_limit'],
                               sgbm=self._sgbm(values) if model in OPENCV or fusion != 'none' else None)
         stages = values['stages']
         if stages in est.available_stages:
