@@ -148,7 +148,8 @@ def report(args: argparse.Namespace, monitor: Monitor, outputs: list[Output], no
         trained = '' if est is None or est.trained else ' **untrained, for tests**'
         model = 'none' if est is None else f'{est.name} ({est.backend}){trained}'
         m, n = metrics[out.prefix], len(out.received)
-        hz = 'NO OUTPUT' if n == 0 else f'{rate(out.received):.1f}' + (f' (only {n})' if n < enough(args) else '')
+        hz = ('NO OUTPUT' if n == 0 else (f'{rate(out.received):.1f}' if n > 1 else 'n/a')  # one frame: no rate
+              + (f' (only {n})' if n < enough(args) else ''))
 
         def fmt(key: str, spec: str) -> str:
             return format(m[key], spec) if key in m and np.isfinite(m[key]) else 'n/a'

@@ -65,6 +65,16 @@ def table_row(stdout: str, label: str) -> list[str]:
     return [c.strip() for c in row.strip('|').split('|')]
 
 
+def assert_answered(row: list[str], stdout: str) -> None:
+    """The row's node published depth: a rate (Hz), 'n/a' from a single frame; a row flagged
+    '(only n)' comes with the demo's note saying why. Speed is bench/'s to measure (README), not
+    the tests': a CI run on a loaded machine got 3 frames in 3 s."""
+    hz, _, only = row[2].partition(' (only ')
+    assert float(hz) > 0 if hz != 'n/a' else only == '1)', row
+    assert not only or re.search(rf'^{re.escape(row[0])}: only {only.rstrip(")")} depth image\(s\) in [\d.]+ s - ',
+                                 stdout, re.M), stdout
+
+
 def test_demo_compares_stereo_models_and_mono_and_writes_the_picture(env, mono_card, tmp_path):
     out = tmp_path / 'demo.png'
     r = demo_process(env, '--seconds', '3', '--width', '320', '--height', '240', '--rate', '10',
@@ -77,7 +87,7 @@ def test_demo_compares_stereo_models_and_mono_and_writes_the_picture(env, mono_c
     assert sgbm[1] == 'opencv_sgbm (opencv)' and bm[1] == 'opencv_bm (opencv)'
     assert '**untrained, for tests**' in mono[1] and 'onnxruntime' in mono[1]
     for row in (sgbm, bm, mono):
-        assert float(row[2]) > 2                                    # output rate (Hz)
+        assert_answered(row, r.stdout)
         median, p90 = (float(v) for v in row[3].split('/'))         # depth latency (ms)
         assert 0 < median <= p90 < 2000
         assert float(row[4].split('/')[0]) > 0                     # cloud latency
@@ -131,8 +141,8 @@ def test_a_node_without_output_is_flagged_in_its_row_and_the_demo_succeeds(mono_
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
     sgbm = table_row(captured.out, 'stereo: opencv_sgbm')
-    # the SGBM node answered (its rate, 1.7-4 Hz in 2 s on a loaded machine, may say '(only n)') and well
-    assert float(sgbm[2].split()[0]) > 0.5 and float(sgbm[5]) < 0.15
+    assert_answered(sgbm, captured.out)
+    assert float(sgbm[5]) < 0.15
     mono = table_row(captured.out, 'mono: fastdepth_tiny (untrained, for tests)')
     assert mono[2] == 'NO OUTPUT' and mono[3:] == ['n/a'] * 7
     assert re.search(r'^mono: fastdepth_tiny \(untrained, for tests\): NO depth image in 2\.\d s - last problem: '
