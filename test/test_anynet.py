@@ -79,6 +79,31 @@ def test_invalid_inputs_and_options_raise() -> None:
         AnyNetConfig(max_disparity=100)
 
 
+def test_a_narrower_shallower_anynet_starts_from_a_wider_ones_weights() -> None:
+    """load_narrowed: features and SPN as they are, each regularizer's first layer, first middle
+    layers and last (output) layer, their leading channels; the same stage-1 cost volume comes in.
+    A wider target raises."""
+    wide = create_model('anynet', max_disparity=64)
+    for m in wide.modules():  # non-trivial BatchNorm statistics to copy
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-1, 1)
+    narrow = create_model('anynet', max_disparity=64, growth_rate=(2, 1, 1), layers_3d=2)
+    narrow.load_narrowed(wide.state_dict())
+    assert all(torch.equal(v, wide.state_dict()[k]) for k, v in narrow.state_dict().items()
+               if k.startswith(('features.', 'spn.')))
+    for k in range(3):
+        short, long = narrow.nets3d[k], wide.nets3d[k]
+        assert len(short) == 4 and len(long) == 6
+        for i, j in ((0, 0), (1, 1), (2, 2), (3, 5)):
+            w, v = short[i][2].weight, long[j][2].weight
+            assert torch.equal(w, v[:w.shape[0], :w.shape[1]])
+            assert torch.equal(short[i][0].running_mean, long[j][0].running_mean[:short[i][0].num_features])
+    with torch.no_grad():
+        narrow.eval()(*_pair(1, 64, 128))  # runs
+    with pytest.raises(ValueError, match='nets3d.0.0.2.weight'):
+        create_model('anynet', max_disparity=64, growth_rate=(8, 1, 1)).load_narrowed(wide.state_dict())
+
+
 def test_float64_follows_input_dtype() -> None:
     """Grids and disparity values are built with the input's dtype and device."""
     torch.manual_seed(0)

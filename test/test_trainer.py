@@ -231,3 +231,19 @@ def test_trainable_prefixes_train_only_those_parameters_and_freeze_the_rest(tmp_
     assert not any(m.training for m in trainer.model.features.modules())
     with pytest.raises(ValueError, match='names no parameter'):
         Trainer(tiny_stereo(tmp_path / 'x', 'model.trainable=[spn]'))
+
+
+def test_init_narrowed_starts_a_cheaper_anynet_from_a_wider_checkpoint(tmp_path):
+    """model.init_narrowed: a checkpoint of the full network starts a narrower, shallower one (its
+    features load as they are); without the flag the shapes do not fit."""
+    wide = Trainer(tiny_stereo(tmp_path / 'wide', 'schedule.max_steps=1', 'log.eval_every=1000'))
+    wide.run()
+    narrow = ['model.options={max_disparity: 32, spn_channels: 0, growth_rate: [2, 1, 1], layers_3d: 2}',
+              f'model.init={tmp_path / "wide" / "last.pt"}', 'schedule.max_steps=2', 'log.eval_every=1000']
+    trainer = Trainer(tiny_stereo(tmp_path / 'narrow', *narrow, 'model.init_narrowed=true'))
+    assert all(torch.equal(v, wide.model.state_dict()[k]) for k, v in trainer.model.state_dict().items()
+               if k.startswith('features.'))
+    assert trainer.model.nets3d[0][1][2].weight.shape == (8, 8, 3, 3, 3)
+    trainer.run(save_on_exit=False)
+    with pytest.raises(RuntimeError, match='size mismatch'):
+        Trainer(tiny_stereo(tmp_path / 'strict', *narrow))

@@ -28,6 +28,8 @@ class ModelConfig:
     arch: str = 'fastdepth'            # registered network (depth_ros.nets.list_models())
     options: dict = field(default_factory=dict)   # create_model(arch, **options)
     init: str = ''                     # start from: checkpoint .pt, model card or shipped model name ('' = random)
+    init_narrowed: bool = False        # init holds a wider/deeper network of the same family: take its leading
+                                       # channels and first/last layers (the network's load_narrowed, AnyNet)
     channels_last: bool = False        # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False              # torch.compile the training module
     freeze_bn: bool = False            # BatchNorm layers keep their statistics (eval mode) while training: fine-tuning

@@ -76,7 +76,12 @@ class Trainer:
             arch, state = init_state(cfg.model.init)
             if arch != cfg.model.arch:
                 raise ValueError(f'model.init {cfg.model.init} holds a {arch!r} network, not {cfg.model.arch!r}')
-            self.model.load_state_dict(state)
+            if not cfg.model.init_narrowed:
+                self.model.load_state_dict(state)
+            elif hasattr(self.model, 'load_narrowed'):
+                self.model.load_narrowed(state)
+            else:
+                raise ValueError(f'model.init_narrowed: {cfg.model.arch!r} cannot start from a wider network')
         self.frozen = freeze_except(self.model, list(cfg.model.trainable))
         self.task = make_task(self.kind, cfg, device)
         self.stream = streams.train_stream(cfg, self.kind, device, self.dist.rank, self.dist.world)

@@ -263,6 +263,26 @@ class AnyNet(nn.Module):
         """Number of stages this network has (4 with an SPN, else 3)."""
         return self.config.max_stages
 
+    def load_narrowed(self, state: dict[str, torch.Tensor]) -> None:
+        """Start from the weights of a wider or deeper AnyNet (e.g. a shipped one, to fine-tune a
+        cheaper configuration): tensors of the same name, each regularizer's first blocks and its
+        last one (the output layer stays the output layer), the leading channels where this
+        network has fewer. Raises ValueError when a tensor has no counterpart that large."""
+        last = {k: max(int(n.split('.')[2]) for n in state if n.startswith(f'nets3d.{k}.'))
+                for k in range(len(self.nets3d))}
+        loaded = {}
+        for name, target in self.state_dict().items():
+            parts = name.split('.')
+            if parts[0] == 'nets3d' and int(parts[2]) == len(self.nets3d[int(parts[1])]) - 1:
+                parts[2] = str(last[int(parts[1])])
+            source = state.get('.'.join(parts))
+            if source is None or source.dim() != target.dim() or any(
+                    n > m for n, m in zip(target.shape, source.shape)):
+                raise ValueError(f'{name} {tuple(target.shape)}: no such or larger tensor in the weights '
+                                 f'({None if source is None else tuple(source.shape)})')
+            loaded[name] = source[tuple(slice(0, n) for n in target.shape)]
+        self.load_state_dict(loaded)
+
     @property
     def stages(self) -> int:
         """Stages run by forward (1 .. max_stages); settable after construction."""
