@@ -48,10 +48,16 @@ OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'disparity')
 
 
 def shipped_models(kind: str) -> list[str]:
-    """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, by name,
-    without those derived from another model's weights (``anynet`` is ``anynet_spn8``'s stages 1-3)."""
-    return [str(card.directory / f'{card.name}.json') for card in shipped_cards(kind)
-            if not card.training.get('derived')]
+    """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, the
+    node's default first, then by name, without those derived from another model's weights
+    (``anynet`` is ``anynet_spn8``'s stages 1-3)."""
+    from .nodes.mono import DEFAULT_MODEL as MONO_DEFAULT
+    from .nodes.stereo import DEFAULT_MODEL as STEREO_DEFAULT
+
+    default = STEREO_DEFAULT if kind == 'stereo' else MONO_DEFAULT
+    cards = sorted((card for card in shipped_cards(kind) if not card.training.get('derived')),
+                   key=lambda card: card.name != default)
+    return [str(card.directory / f'{card.name}.json') for card in cards]
 
 
 @dataclass
@@ -229,11 +235,7 @@ def check_models(args: argparse.Namespace) -> list[Model]:
     """Load the requested models once so a bad name fails here with a clear message (exit 2);
     returns the nodes to run, each with a unique key and its share of the CPU threads."""
     from .inference import DepthEstimator, EstimatorError, StereoEstimator
-    from .nodes.mono import DEFAULT_MODEL as MONO_DEFAULT
-
-    shipped = shipped_models('mono')  # the mono node's default first, when it is shipped
-    shipped.sort(key=lambda path: Path(path).stem != MONO_DEFAULT)
-    mono = args.mono_model or next(iter(shipped), None)
+    mono = args.mono_model or next(iter(shipped_models('mono')), None)  # the node's default when shipped
     wanted = [('stereo', m) for m in args.stereo_models] + ([('mono', mono)] if mono is not None else [])
     models: list[Model] = []
     for kind, model in wanted:
