@@ -81,8 +81,7 @@ def test_invalid_inputs_and_options_raise() -> None:
 
 def test_a_narrower_shallower_anynet_starts_from_a_wider_ones_weights() -> None:
     """load_narrowed: features and SPN as they are, each regularizer's first layer, first middle
-    layers and last (output) layer, their leading channels; the same stage-1 cost volume comes in.
-    A wider target raises."""
+    layers and last (output) layer, their leading channels; the result runs. A wider target raises."""
     wide = create_model('anynet', max_disparity=64)
     for m in wide.modules():  # non-trivial BatchNorm statistics to copy
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
