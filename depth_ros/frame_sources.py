@@ -351,6 +351,6 @@ class SyntheticSource:
         self._count = 0
 
     def close(self) -> None:
-        """Stop the background rendering."""
+        """Stop the background rendering (a frame in progress is left to the daemon thread after 1 s)."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=1.0)

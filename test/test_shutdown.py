@@ -134,3 +134,48 @@ def test_leaving_spinning_with_busy_callbacks_leaves_no_failed_task(capfd):
         rclpy.try_shutdown()
     err = capfd.readouterr().err
     assert 'never retrieved' not in err and 'Traceback' not in err, err
+
+
+STUCK_NODE = '''
+import re, sys, time
+from rclpy.node import Node
+from depth_ros.nodes.runtime import run_node
+
+class Stuck(Node):
+    def __init__(self):
+        super().__init__('stuck_node')
+        print('ready', flush=True)
+
+    def destroy_node(self):
+        if sys.argv[1] == 'sleep':
+            time.sleep(60)
+        else:
+            re.match(r'(a+)+b', 'a' * 64)  # holds the GIL: no Python thread runs
+        super().destroy_node()
+
+run_node(Stuck, [])
+'''
+
+
+@pytest.mark.parametrize('how', ['sleep', 'gil'])
+def test_a_clean_up_that_hangs_is_cut_short_before_launch_escalates(how, tmp_path):
+    """A node stuck in its clean-up after Ctrl-C (seen once on CI: camera_source ignored SIGINT and
+    SIGTERM until launch killed it) exits within 5 s, naming where it hung: stuck in Python, with
+    one warning line and status 0; stuck in C holding the GIL, with faulthandler's stacks and 1."""
+    script = tmp_path / 'stuck.py'
+    script.write_text(STUCK_NODE)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 70), PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, str(script), how], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout.readline().strip() == 'ready'
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - start
+    assert elapsed < 5.0, (elapsed, out)
+    if how == 'sleep':
+        assert proc.returncode == 0, out
+        assert 'shutdown stuck 3 s while destroying the node; exiting now' in out, out
+        assert '/stuck_node' in out and 'MainThread in destroy_node' in out, out
+    else:
+        assert proc.returncode == 1 and 'most recent call first' in out and 'destroy_node' in out, out

@@ -3,10 +3,14 @@ raise into the executor (``guarded``), and ``run_node``, the ``main()`` every no
 shutdown on Ctrl-C / SIGTERM, every time)."""
 from __future__ import annotations
 
+import faulthandler
 import functools
 import logging
+import os
 import signal
+import sys
 import threading
+import traceback
 from typing import Any
 from collections.abc import Callable
 
@@ -95,6 +99,39 @@ def stop_executor(executor: MultiThreadedExecutor, timeout_sec: float = 5.0) -> 
     executor.shutdown(timeout_sec=timeout_sec)
 
 
+SHUTDOWN_GRACE_S = 3.0  # ros2 launch escalates to SIGTERM 5 s after SIGINT
+
+
+class ShutdownWatchdog:
+    """Bounds the clean-up after Ctrl-C: if it is not ``done()`` within ``grace`` s, one line on
+    stderr names the stage it is stuck in and where every thread is, and the process exits with 0
+    (nothing is left to save; a node that ignores Ctrl-C is worse). Should a C call hold the
+    GIL so that no Python runs, faulthandler dumps every thread's stack 1.5 s later and exits
+    with 1 (still before launch's SIGTERM)."""
+
+    def __init__(self, name: str, grace: float = SHUTDOWN_GRACE_S) -> None:
+        self.name, self.grace, self.stage = name, grace, 'stopping the executor'
+        self._done = threading.Event()
+        faulthandler.dump_traceback_later(grace + 1.5, exit=True)
+        threading.Thread(target=self._watch, name='shutdown-watchdog', daemon=True).start()
+
+    def _watch(self) -> None:
+        if self._done.wait(self.grace):
+            return
+        names = {t.ident: t.name for t in threading.enumerate()}
+        where = '; '.join(f'{names.get(ident, ident)} in {f.name} ({os.path.basename(f.filename)}:{f.lineno})'
+                          for ident, frame in sys._current_frames().items() if ident != threading.get_ident()
+                          for f in traceback.extract_stack(frame)[-1:])
+        print(f'[WARN] [{self.name}]: shutdown stuck {self.grace:g} s while {self.stage}; exiting now '
+              f'(threads: {where})', file=sys.stderr, flush=True)
+        os._exit(0)
+
+    def done(self) -> None:
+        """The clean-up finished: stand down."""
+        self._done.set()
+        faulthandler.cancel_dump_traceback_later()
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """``main()`` body of a node: init, build, spin (a multi-threaded executor, in a thread) until
     SIGINT / SIGTERM or shutdown, then shut down in an order that leaves nothing to fail: the
@@ -102,12 +139,13 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     while the context is still valid), and only then is the context shut down. rclpy's own
     signal handlers are not installed (they invalidate the context at once, under the feet of
     running callbacks and threads); further signals are ignored during the clean-up (under
-    ``ros2 launch`` Ctrl-C reaches a node twice: from the terminal and from launch)."""
+    ``ros2 launch`` Ctrl-C reaches a node twice: from the terminal and from launch), and the
+    clean-up is bounded by a ``ShutdownWatchdog``."""
     stop = threading.Event()
     handler = lambda signum, frame: stop.set()  # noqa: E731 (runs in the main thread, between bytecodes)
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = executor = None
+    node = executor = thread = None
     try:
         node = factory()
         executor = MultiThreadedExecutor()
@@ -116,12 +154,18 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         thread.start()
         while not stop.wait(0.2):
             pass
-        thread.join(5.0)
     finally:
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
+        watchdog = ShutdownWatchdog(node.get_fully_qualified_name() if node is not None else 'depth_ros')
+        stop.set()
+        if thread is not None:
+            thread.join(2.0)
         if executor is not None:
-            stop_executor(executor)
+            stop_executor(executor, timeout_sec=2.0)
         if node is not None:
+            watchdog.stage = 'destroying the node'
             node.destroy_node()
+        watchdog.stage = 'shutting down rclpy'
         rclpy.try_shutdown()
+        watchdog.done()
