@@ -3,7 +3,8 @@ stereo_depth_node in their own processes, this process subscribing to depth/imag
 /diagnostics. For each case (all stages, stages:=1, latency_budget_ms values) it reports the
 share of input frames answered and the share of frames each stage answered.
 
-    python bench/anytime.py [--seconds 15] [--budgets 45 80] [--rate 20] [--points] [--out anytime.md]
+    python bench/anytime.py [--model anynet_lite] [--seconds 15] [--budgets 45 80] [--rate 20] [--points]
+                            [--out anytime.md]
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
+
+from depth_ros.nodes.stereo import DEFAULT_MODEL
 
 STAGE_KEY = 'stage answered (share of frames)'
 FUSED_KEY = 'fused with SGBM (share of frames)'
@@ -71,6 +74,7 @@ def run_case(watcher: Watcher, params: dict[str, object], seconds: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', default='', help="the node's model parameter (default: the node's default)")
     parser.add_argument('--seconds', type=float, default=15.0)
     parser.add_argument('--rate', type=float, default=20.0)
     parser.add_argument('--budgets', type=float, nargs='+', default=[45.0, 80.0])
@@ -87,10 +91,11 @@ def main() -> None:
     rclpy.init()
     watcher = Watcher(args.points)
     base = {'threads': args.threads, 'input_reliability': 'reliable',  # best effort loses large images
-            'fusion': args.fusion}
+            'fusion': args.fusion, **({'model': args.model} if args.model else {})}
     cases = [('all 4 stages', {}), ('stages:=1', {'stages': 1})]
     cases += [(f'latency_budget_ms:={b:g}', {'latency_budget_ms': b}) for b in args.budgets]
-    lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node (anynet_spn8, fusion {args.fusion}), '
+    model = args.model or DEFAULT_MODEL
+    lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node ({model}, fusion {args.fusion}), '
              f'{args.seconds:g} s each:', '', '| case | input rate (Hz) | frames answered | latency median (ms) | '
              'node overhead median (ms) | stage answered (share of frames) | fused with SGBM |',
              '|---|---|---|---|---|---|---|']
