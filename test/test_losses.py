@@ -254,6 +254,7 @@ def _toy_cases():
               ('ranking', {'name': 'ranking'}, start, pairs, {}),
               ('kd_pairwise', {'name': 'kd_pairwise', 'grid': [3, 3]}, torch.randn(2, 4, 6, 6, generator=g), feats, {}),
               ('anynet', {'name': 'anynet'}, [start * 10, start * 10], depth * 10, {}),
+              ('kd_stages', {'name': 'kd_stages'}, [start * 10, start * 10], [depth * 10, depth * 10 - 5], {}),
               ('heads', {'name': 'densedepth', 'head_weights': [0.5, 0.25, 0.25]},
                [start, start[..., ::2, ::2], start[..., ::4, ::4]], depth, {})]
     return cases

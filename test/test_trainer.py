@@ -16,7 +16,7 @@ from depth_ros.training.config import (ConfigError, ScheduleConfig, TrainConfig,
 from depth_ros.training.losses import build_loss
 from depth_ros.training.lr_finder import find_lr, suggest_lr
 from depth_ros.training.optim import lr_at, total_steps
-from depth_ros.training.tasks import sample_depth_pairs
+from depth_ros.training.tasks import load_teacher, sample_depth_pairs
 from depth_ros.training.trainer import Trainer, amp_dtype
 
 QUIET = ['log.progress=false', 'log.tensorboard=false']
@@ -247,3 +247,24 @@ def test_init_narrowed_starts_a_cheaper_anynet_from_a_wider_checkpoint(tmp_path)
     trainer.run(save_on_exit=False)
     with pytest.raises(RuntimeError, match='size mismatch'):
         Trainer(tiny_stereo(tmp_path / 'strict', *narrow))
+
+
+def test_kd_stages_distils_every_stage_of_a_stereo_teacher(tmp_path):
+    """loss.teacher + a kd_stages term: the student's stages learn the frozen teacher's (here
+    with no ground-truth term at all); a shipped model's name is a teacher too."""
+    Trainer(tiny_stereo(tmp_path / 'teacher', 'schedule.max_steps=1', 'log.eval_every=1000')).run()
+    kd = ['loss.terms={kd: {name: kd_stages, max_disparity: 32}}', f'loss.teacher={tmp_path / "teacher" / "last.pt"}',
+          'schedule.max_steps=40', 'log.eval_every=1000', 'log.ckpt_every=1000']
+    trainer = Trainer(tiny_stereo(tmp_path / 'student', *kd))
+    teacher = trainer.task.teacher
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    trainer.run(save_on_exit=False)
+    values = [h['kd'] for _, h in trainer.history]
+    assert len(values) == 40 and all(math.isfinite(v) for v in values)
+    assert np.mean(values[-10:]) < 0.8 * np.mean(values[:10])
+    with pytest.raises(ValueError, match='need loss.teacher'):
+        Trainer(tiny_stereo(tmp_path / 'none', *kd[:1]))
+    shipped = load_teacher('anynet_spn8', 0.0, torch.device('cpu'))[0]
+    pair = torch.rand(2, 1, 3, 64, 128).unbind(0)
+    assert len(shipped.all_stages(*pair)) == 4 and not shipped.training
+

@@ -85,12 +85,12 @@ class ScheduleConfig:
 @dataclass
 class LossConfig:
     # term name -> training.losses.build_loss entry, plus an optional static 'weight'; the loss
-    # name picks its target: kd_pixel -> teacher depth, kd_pairwise -> teacher feature,
-    # ranking -> relative-depth pairs, anything else -> ground truth
+    # name picks its target: kd_pixel -> teacher depth, kd_stages -> teacher stage disparities,
+    # kd_pairwise -> teacher feature, ranking -> relative-depth pairs, anything else -> ground truth
     terms: dict = field(default_factory=lambda: {'main': {'name': 'l1'}})
     rebalance: str = ''                # '' (off) or a LossRebalancer mode, e.g. hard_to_easy
     rebalance_per_epoch: int = 5       # rebalancing steps per epoch (seed 004: 5)
-    teacher: str = ''                  # knowledge distillation: teacher checkpoint (.pt)
+    teacher: str = ''                  # knowledge distillation: teacher checkpoint (.pt), card or shipped name
 
 
 @dataclass

@@ -25,7 +25,8 @@ from .config import TrainConfig
 from .losses import Loss, build_loss
 from depth_ros.metrics import MetricAccumulator, depth_metrics, stereo_metrics, whdr
 
-TARGETS = {'kd_pixel': 'teacher', 'kd_pairwise': 'feature', 'ranking': 'pairs'}  # others: ground truth
+TARGETS = {'kd_pixel': 'teacher', 'kd_stages': 'teacher', 'kd_pairwise': 'feature', 'ranking': 'pairs'}
+# (others: ground truth)
 
 
 class WithFeatures(nn.Module):
@@ -119,9 +120,20 @@ class Task:
 
 
 class StereoTask(Task):
-    """AnyNet-style stereo: the 'anynet' loss gets every stage output, other losses the last."""
+    """AnyNet-style stereo: the 'anynet' loss gets every stage output, 'kd_stages' every stage
+    output and the teacher's (``loss.teacher``, frozen), other losses the last."""
 
     kind = 'stereo'
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        super().__init__(cfg, device)
+        self.teacher: nn.Module | None = None
+        if any(t == 'teacher' for _, _, t in self.terms.values()):
+            if not cfg.loss.teacher:
+                raise ValueError('kd_stages loss terms need loss.teacher (a checkpoint or a shipped model)')
+            self.teacher = load_teacher(cfg.loss.teacher, 0.0, device)[0]
+            if not hasattr(self.teacher, 'all_stages'):
+                raise ValueError(f'loss.teacher {cfg.loss.teacher} is not an anytime stereo network')
 
     def _defaults(self, spec: dict[str, Any]) -> dict[str, Any]:
         if spec['name'] == 'anynet':
@@ -138,10 +150,14 @@ class StereoTask(Task):
     def losses(self, module: nn.Module, batch: dict[str, torch.Tensor], autocast: Any) -> dict[str, torch.Tensor]:
         with autocast:
             out = module(batch['left'], batch['right'])
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher = _float(self.teacher.all_stages(batch['left'], batch['right']))
         stages = _float(out if isinstance(out, (list, tuple)) else [out])
         target, valid = batch['disparity'], batch.get('valid')
-        return {name: weight * loss(stages if loss.name == 'anynet' else stages[-1], target, valid)
-                for name, (loss, weight, _) in self.terms.items()}
+        return {name: weight * (loss(stages, teacher) if source == 'teacher' else
+                                loss(stages if loss.name == 'anynet' else stages[-1], target, valid))
+                for name, (loss, weight, source) in self.terms.items()}
 
     def _stage_predictions(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Eval-mode disparity (B, 1, H, W) of every stage count 1 .. max_stages."""
@@ -266,13 +282,21 @@ class MonoTask(Task):
 
 
 def load_teacher(path: str, f_canonical: float, device: torch.device) -> tuple[nn.Module, float]:
-    """A frozen eval-mode teacher from its checkpoint, and the factor that converts its depth to
-    this run's canonical camera (f_canonical / teacher's f_canonical, 1 if either is unset)."""
+    """A frozen eval-mode teacher from its checkpoint (.pt), model card (.json) or shipped model's
+    name (the card's torch weights), and the factor that converts its depth to this run's
+    canonical camera (f_canonical / teacher's f_canonical, 1 if either is unset)."""
     from depth_ros.nets.checkpoint import load_checkpoint
 
-    teacher, ckpt = load_checkpoint(path)
+    if path.endswith('.pt'):
+        teacher, ckpt = load_checkpoint(path)
+        f_teacher = (ckpt.get('card') or {}).get('f_canonical') or 0.0
+    else:
+        from depth_ros.model_card import find_card, load_card
+        from depth_ros.nets.from_onnx import load_card_weights
+
+        card = load_card(find_card(path))
+        teacher, f_teacher = load_card_weights(card), card.f_canonical or 0.0
     teacher.requires_grad_(False)
-    f_teacher = (ckpt.get('card') or {}).get('f_canonical') or 0.0
     scale = f_canonical / f_teacher if f_canonical and f_teacher else 1.0
     return teacher.to(device).eval(), float(scale)
 

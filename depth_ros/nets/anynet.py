@@ -297,8 +297,13 @@ class AnyNet(nn.Module):
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if not torch.jit.is_tracing():  # a traced graph must not bake in the tracing size
             _check_inputs(left, right)
-        preds = self._stage_outputs(self.normalize(left), self.normalize(right))
+        preds = self.all_stages(left, right)
         return preds if self.training else preds[-1]
+
+    def all_stages(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
+        """Disparities (B, 1, H, W) px of stages 1 .. ``stages`` for RGB pairs (B, 3, H, W) in 0..1, in
+        either mode (a distillation teacher's targets)."""
+        return self._stage_outputs(self.normalize(left), self.normalize(right))
 
     def _stage_outputs(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
         """Full-resolution disparities (B, 1, H, W) px of stages 1 .. self.stages (normalized inputs)."""

@@ -1,4 +1,5 @@
-"""Pixel-wise regression losses: masked L1, SmoothL1, RMSE, KD pixel RMSE, AnyNet stage loss.
+"""Pixel-wise regression losses: masked L1, SmoothL1, RMSE, KD pixel RMSE, AnyNet stage loss and its
+stage-wise distillation.
 
 ``pred``/``target``: (B, 1, H, W) in the target's units (metres, or pixels of disparity);
 ``valid``: optional bool mask of the same shape. Means are pooled over all counted pixels
@@ -66,3 +67,23 @@ def anynet_stage_loss(preds: Sequence[Tensor], target: Tensor, valid: Tensor | N
     in_range = target < max_disparity  # NaN compares False
     mask = in_range if valid is None else in_range & valid.to(torch.bool)
     return sum(w * smooth_l1_loss(p, target, mask, beta=beta) for p, w in zip(preds, weights))
+
+
+@register_loss('kd_stages', positive_target=False)
+def kd_stages_loss(preds: Sequence[Tensor], teacher: Sequence[Tensor], valid: Tensor | None = None, *,
+                   max_disparity: float = 192.0, weights: Sequence[float] = ANYNET_STAGE_WEIGHTS,
+                   beta: float = 1.0) -> Tensor:
+    """Stage-wise distillation of an anytime stereo network: sum_k weights[k] * SmoothL1(preds[k],
+    teacher[k]) over the pixels where the teacher's disparity is finite and below ``max_disparity``,
+    ground truth or not (the teacher is dense where the renders have none). ``preds`` and
+    ``teacher``: stage disparities (B, 1, H, W) px; stage k of the student learns the teacher's
+    stage k (the teacher's last stage when it has fewer)."""
+    if not 0 < len(preds) <= len(weights) or not teacher:
+        raise ValueError(f'{len(preds)} student and {len(teacher)} teacher stages for {len(weights)} stage weights')
+    total = 0.0
+    for k, (p, w) in enumerate(zip(preds, weights)):
+        t = teacher[min(k, len(teacher) - 1)].detach()
+        mask = t < max_disparity  # NaN compares False
+        total = total + w * smooth_l1_loss(p, t, mask if valid is None else mask & valid.to(torch.bool), beta=beta)
+    return total
+
