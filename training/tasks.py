@@ -14,6 +14,7 @@ are returned already multiplied by their static ``weight``, as float32 scalars.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -287,7 +288,7 @@ def load_teacher(path: str, f_canonical: float, device: torch.device) -> tuple[n
     canonical camera (f_canonical / teacher's f_canonical, 1 if either is unset)."""
     from depth_ros.nets.checkpoint import load_checkpoint
 
-    if path.endswith('.pt'):
+    if Path(path).suffix != '.json' and Path(path).is_file():  # as model.init tells them apart
         teacher, ckpt = load_checkpoint(path)
         f_teacher = (ckpt.get('card') or {}).get('f_canonical') or 0.0
     else:
