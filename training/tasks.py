@@ -14,7 +14,6 @@ are returned already multiplied by their static ``weight``, as float32 scalars.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -286,9 +285,9 @@ def load_teacher(path: str, f_canonical: float, device: torch.device) -> tuple[n
     """A frozen eval-mode teacher from its checkpoint (.pt), model card (.json) or shipped model's
     name (the card's torch weights), and the factor that converts its depth to this run's
     canonical camera (f_canonical / teacher's f_canonical, 1 if either is unset)."""
-    from depth_ros.nets.checkpoint import load_checkpoint
+    from depth_ros.nets.checkpoint import is_checkpoint, load_checkpoint
 
-    if Path(path).suffix != '.json' and Path(path).is_file():  # as model.init tells them apart
+    if is_checkpoint(path):
         teacher, ckpt = load_checkpoint(path)
         f_teacher = (ckpt.get('card') or {}).get('f_canonical') or 0.0
     else:

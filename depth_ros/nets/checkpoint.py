@@ -59,12 +59,18 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def is_checkpoint(init: str | Path) -> bool:
+    """True when ``init`` names a checkpoint file (an existing file that is not a .json card); else
+    it is a model card or a shipped model's name."""
+    path = Path(init)
+    return path.suffix != '.json' and path.is_file()
+
+
 def init_state(init: str | Path) -> tuple[str, dict[str, Any]]:
     """(arch, state dict) that starts a run: ``init`` is a checkpoint (.pt), a model card (.json)
     or a shipped model's name (its card's ``torch_weights`` archive)."""
-    path = Path(init)
-    if path.suffix != '.json' and path.is_file():
-        ckpt = read_checkpoint(path)
+    if is_checkpoint(init):
+        ckpt = read_checkpoint(init)
         return ckpt['arch'], ckpt['model']
     from ..model_card import find_card, load_card
     from .from_onnx import load_card_weights

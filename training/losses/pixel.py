@@ -64,9 +64,14 @@ def anynet_stage_loss(preds: Sequence[Tensor], target: Tensor, valid: Tensor | N
     """
     if not 0 < len(preds) <= len(weights):
         raise ValueError(f'{len(preds)} stage outputs for {len(weights)} stage weights')
-    in_range = target < max_disparity  # NaN compares False
-    mask = in_range if valid is None else in_range & valid.to(torch.bool)
+    mask = _in_range(target, valid, max_disparity)
     return sum(w * smooth_l1_loss(p, target, mask, beta=beta) for p, w in zip(preds, weights))
+
+
+def _in_range(disparity: Tensor, valid: Tensor | None, max_disparity: float) -> Tensor:
+    """Pixels where ``disparity`` is below ``max_disparity`` (NaN compares False), and ``valid``."""
+    in_range = disparity < max_disparity
+    return in_range if valid is None else in_range & valid.to(torch.bool)
 
 
 @register_loss('kd_stages', positive_target=False)
@@ -80,10 +85,6 @@ def kd_stages_loss(preds: Sequence[Tensor], teacher: Sequence[Tensor], valid: Te
     stage k (the teacher's last stage when it has fewer)."""
     if not 0 < len(preds) <= len(weights) or not teacher:
         raise ValueError(f'{len(preds)} student and {len(teacher)} teacher stages for {len(weights)} stage weights')
-    total = 0.0
-    for k, (p, w) in enumerate(zip(preds, weights)):
-        t = teacher[min(k, len(teacher) - 1)].detach()
-        mask = t < max_disparity  # NaN compares False
-        total = total + w * smooth_l1_loss(p, t, mask if valid is None else mask & valid.to(torch.bool), beta=beta)
-    return total
-
+    targets = [teacher[min(k, len(teacher) - 1)].detach() for k in range(len(preds))]
+    return sum(w * smooth_l1_loss(p, t, _in_range(t, valid, max_disparity), beta=beta)
+               for p, t, w in zip(preds, targets, weights))
