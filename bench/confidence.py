@@ -18,6 +18,7 @@ import numpy as np
 from depth_ros.inference import StereoEstimator
 from depth_ros.inference.confidence import left_right, photometric, stage_agreement
 from depth_ros.inference.images import to_grey
+from depth_ros.model_card import DEFAULT_STEREO
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
 
 W, H, FX, B = 640, 480, 500.0, 0.1
@@ -50,7 +51,7 @@ def measures(net: StereoEstimator, left: np.ndarray, right: np.ndarray) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', default='anynet_spn8')
+    parser.add_argument('--model', default=DEFAULT_STEREO)
     parser.add_argument('--pairs', type=int, default=12)
     parser.add_argument('--plot', default='', help='write the curves to this image (PNG/JPG)')
     args = parser.parse_args()

@@ -32,11 +32,12 @@ from depth_ros.inference.confidence import left_right
 from depth_ros.inference.fusion import LR_MAX, fuse, half_params
 from depth_ros.inference.opencv_stereo import DEFAULTS, OpenCVStereo
 from depth_ros.metrics import MetricAccumulator, stereo_metrics
+from depth_ros.model_card import DEFAULT_STEREO
 from depth_ros.training.data import open_reader
 from depth_ros.training.realcheck import OPENCV_RANGE, load_check
 from depth_ros.viz import colorize_depth, tile
 
-MODEL = 'anynet_spn8'
+MODEL = DEFAULT_STEREO  # the stereo node's default network
 SCALES = {0.5: 'half', 1.0: 'full'}  # fusion_scale -> label: the left view matched at half / full size
 KEYS = ('bad1', 'bad3', 'epe', 'density')
 

@@ -27,6 +27,8 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
+from depth_ros.model_card import DEFAULT_MONO, DEFAULT_STEREO
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'test'))
 from fuzz_client import CLASSES, FuzzClient  # noqa: E402
 
@@ -115,7 +117,7 @@ def main() -> int:
                     client.good_frame_answered(args.timeout)
             memory.append(('input_scale 2.0 and back', rss_mb(proc.pid)))
         if args.reloads:
-            model = args.model or ('anynet_spn8' if args.node == 'stereo' else 'mbv2_fbnet_real')
+            model = args.model or (DEFAULT_STEREO if args.node == 'stereo' else DEFAULT_MONO)
             other = 'opencv_sgbm' if args.node == 'stereo' else 'fastdepth'
             for i in range(args.reloads):
                 assert set_params(params_client, model=other if i % 2 == 0 else model)

@@ -3,7 +3,7 @@ the stereo node runs): 640x480 rendered pair, shipped trained weights, node defa
 parameters, 1 and 2 threads, median of interleaved rounds (every method once per round, so
 load from other processes hits all of them alike). No torch needed.
 
-    python bench/stereo_speed.py [--rounds 12] [--threads 1 2] [--model anynet_spn8] [--compare CARD] [--out speed.md]
+    python bench/stereo_speed.py [--rounds 12] [--threads 1 2] [--model anynet_lite] [--compare CARD] [--out speed.md]
 
 Prints the per-call medians, the issue's three ratios with their goals (AnyNet stage 1 /
 StereoBM < 1, AnyNet stages 1-3 / SGBM <= 0.5, AnyNet with SPN / SGBM < 1), the stereo node's
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from depth_ros.inference import StereoEstimator
+from depth_ros.model_card import DEFAULT_STEREO
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
 
 W, H, FX, B = 640, 480, 500.0, 0.1
@@ -81,7 +82,7 @@ def report(results: dict[int, dict[str, float]], model: str, rounds: int) -> str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', default='anynet_spn8')
+    parser.add_argument('--model', default=DEFAULT_STEREO)
     parser.add_argument('--rounds', type=int, default=12)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--compare', default='', help='another card (e.g. the previous graphs) timed alongside')

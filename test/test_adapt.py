@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip('torch')
 
 from depth_ros.inference import DepthEstimator, StereoEstimator  # noqa: E402
-from depth_ros.model_card import load_card  # noqa: E402
+from depth_ros.model_card import DEFAULT_STEREO, load_card  # noqa: E402
 from depth_ros.recordings.frames import load_stereo_recording  # noqa: E402
 from depth_ros.recordings.record import record_synthetic  # noqa: E402
 from depth_ros.training.cli import adapt  # noqa: E402
@@ -50,7 +50,7 @@ def test_adapt_lowers_the_self_supervised_losses_and_writes_loadable_cards(bag, 
     assert distill['after']['distill'] < 0.8 * distill['before']['distill']
 
     card = load_card(report['stereo'])
-    assert card.training['adapted_from'] == 'anynet_spn8' and card.training['steps'] == 6
+    assert card.training['adapted_from'] == DEFAULT_STEREO and card.training['steps'] == 6
     assert card.training['recording'] == str(bag) and card.torch_weights
     assert set(card.metrics['adapt_eval']) == {'frames', 'before', 'after'}
     mono = load_card(report['mono'])

@@ -177,7 +177,7 @@ def test_default_stereo_models_are_the_trained_shipped_ones_then_sgbm(tmp_path, 
     import json
 
     for name, kind, trained, training in (('net_a', 'stereo', True, {}), ('net_b', 'stereo', False, {}),
-                                          ('anynet_spn8', 'stereo', True, {}),  # the node's default: first
+                                          ('anynet_lite', 'stereo', True, {}),  # the node's default: first
                                           ('net_c', 'stereo', True, {'derived': 'net_a without SPN'}),
                                           ('mono_a', 'mono', True, {})):
         (tmp_path / f'{name}.json').write_text(json.dumps({
@@ -187,7 +187,7 @@ def test_default_stereo_models_are_the_trained_shipped_ones_then_sgbm(tmp_path, 
             'output': {'quantity': 'disparity' if kind == 'stereo' else 'depth'}}))
     monkeypatch.setenv('DEPTH_ROS_MODELS', str(tmp_path))
     models = demo.parse_args([]).stereo_models
-    assert models[0].endswith('/anynet_spn8.json') and str(tmp_path / 'net_a.json') in models
+    assert models[0].endswith('/anynet_lite.json') and str(tmp_path / 'net_a.json') in models
     assert models[-1] == 'opencv_sgbm'
     assert not any(name in m for m in models for name in ('net_b', 'net_c', 'mono_a', '/anynet.json'))
     assert demo.parse_args(['--stereo-model', 'opencv_bm']).stereo_models == ['opencv_bm']

@@ -198,7 +198,7 @@ def test_undeclared_arguments_are_warned_about(install, ros, tmp_path):
 
 
 def test_stereo_launch_with_demo_camera(install, ros, tmp_path):
-    """As a user starts it: the default model (models/anynet_spn8) on the synthetic camera."""
+    """As a user starts it: the default model (models/anynet_lite) on the synthetic camera."""
     camera = tmp_path / 'camera.yaml'
     camera.write_text(CAMERA)
     topics = {'/cam/depth/image': Image, '/cam/depth/camera_info': CameraInfo, '/cam/points': PointCloud2,
@@ -209,7 +209,7 @@ def test_stereo_launch_with_demo_camera(install, ros, tmp_path):
         for executable in ('stereo_depth_node', 'camera_source'):  # set by the launch file when unset
             assert launch.environ(executable)[TRANSPORTS] == 'DEFAULT?sockets_size=4MB'
     log = launch.final_log
-    assert 'model anynet_spn8 (onnxruntime) loaded' in log  # the default: the shipped, trained AnyNet
+    assert 'model anynet_lite (onnxruntime) loaded' in log  # the default: the shipped, trained AnyNet
     depth_msg, info, cloud = out['/cam/depth/image'], out['/cam/depth/camera_info'], out['/cam/points']
     assert all(m.header.frame_id == FRAME for m in out.values())
     assert (depth_msg.encoding, depth_msg.width, depth_msg.height) == ('32FC1', 160, 120)

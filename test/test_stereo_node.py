@@ -16,6 +16,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from depth_ros import geometry
+from depth_ros.model_card import DEFAULT_STEREO
 from depth_ros.nodes.stereo import StereoDepthNode
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo
 from ros_harness import (Probe, Rig, as_array, camera_info, header, image, node_with_probe, overrides, require,
@@ -85,12 +86,12 @@ def _relative_error(depth: np.ndarray, scene: dict) -> tuple[np.ndarray, np.ndar
 
 @pytest.mark.parametrize('rig', [{'model': None}], indirect=True)
 def test_default_model_is_the_trained_anynet_with_spn(rig, scene):
-    """Without a model parameter the node runs models/anynet_spn8 (all 4 stages) fused with SGBM
+    """Without a model parameter the node runs models/anynet_lite (all 4 stages) fused with SGBM
     matched at half size: dense depth within a few percent of the truth (the network alone
     measured median 2.1 %, 77 % of visible pixels within 5 %); stage 1 of the network alone is
     coarser (median 9.6 %)."""
     est = rig.node.estimator
-    assert (est.name, est.available_stages, est.stages) == ('anynet_spn8', [1, 2, 3, 4], 4)
+    assert (est.name, est.available_stages, est.stages) == ('anynet_lite', [1, 2, 3, 4], 4)
     assert (est.fusion, est._fusion.scale) == ('sgbm', 0.5)  # noqa: SLF001
     out = rig.frame()
     depth, disp = as_array(out['depth/image']), out['disparity']
@@ -345,7 +346,7 @@ def test_fusion_set_over_dds_takes_sgbm_where_it_is_confident(rig, scene):
     wait_until(future.done)
     assert all(r.successful for r in future.result().results)
     est = rig.node.estimator
-    assert (est.name, est.fusion, est.stages) == ('anynet_spn8', 'sgbm', 4)
+    assert (est.name, est.fusion, est.stages) == (DEFAULT_STEREO, 'sgbm', 4)
     out = rig.frame(['depth/image', 'confidence', 'disparity'], small=True)
     depth, conf = as_array(out['depth/image']), as_array(out['confidence'])
     rel, _ = _relative_error(depth, small)

@@ -38,7 +38,7 @@ import numpy as np
 
 from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.metrics import MetricAccumulator, align, depth_metrics, stereo_metrics
-from depth_ros.model_card import shipped_cards
+from depth_ros.model_card import DEFAULT_MONO, DEFAULT_STEREO, shipped_cards
 from depth_ros.synthetic import warp_right_to_left
 
 DATA_DIR = Path(os.environ.get('DEPTH_ROS_CALIB_DATA', '/usr/share/doc/opencv-doc/examples/data'))
@@ -327,11 +327,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(markdown(result, len(samples)))
     if args.figure:
         from depth_ros.viz import write_image
-        best = [max((lb for lb in result['stereo'] if lb.startswith('anynet_spn8') and '@' not in lb and '+' not in lb
-                    and 'unlimited' not in lb),
-                    default=None)]
+        own = (lb for lb in result['stereo'] if re.fullmatch(rf'{DEFAULT_STEREO} s\d', lb))
+        best = [max(own, default=None)]  # the node's default network, all its stages
         fused = [lb + ' + sgbm' for lb in best if lb and lb + ' + sgbm' in result['stereo']]  # the node's default
-        labels = ['opencv_sgbm'] + [lb for lb in best if lb] + fused + list(result['mono'])[:1]
+        mono = [DEFAULT_MONO] if DEFAULT_MONO in result['mono'] else list(result['mono'])[:1]  # the mono node's default
+        labels = ['opencv_sgbm'] + [lb for lb in best if lb] + fused + mono
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)
     if args.out:

@@ -20,12 +20,12 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from .. import msgs
 from ..inference import DepthEstimator
-from ..model_card import ModelCardError
+from ..model_card import DEFAULT_MONO, ModelCardError
 from .base import DepthNode, FrameError
 from .diagnostics import ERROR, OK
 from .runtime import guarded, run_node
 
-DEFAULT_MODEL = 'mbv2_fbnet_real'  # the best shipped student, on real and rendered images (README results)
+DEFAULT_MODEL = DEFAULT_MONO
 
 
 class MonoDepthNode(DepthNode):

@@ -1,6 +1,6 @@
 """stereo_depth_node: disparity, depth and a point cloud from a rectified stereo pair.
 
-By default the shipped AnyNet (``anynet_spn8``, all four stages) with OpenCV SGBM beside it
+By default the shipped AnyNet (``anynet_lite``, all four stages) with OpenCV SGBM beside it
 (``fusion`` 'sgbm', both views matched at half size: ``fusion_scale``): SGBM's disparity where it
 is confident, the network's elsewhere (see :mod:`depth_ros.inference.fusion`); ``fusion`` 'none'
 runs the network alone, ``model`` 'opencv_sgbm' / 'opencv_bm' the OpenCV matchers alone.
@@ -47,6 +47,7 @@ from stereo_msgs.msg import DisparityImage
 from .. import geometry, msgs
 from ..inference import EstimatorError, StereoEstimator, opencv_stereo
 from ..inference.fusion import FUSIONS
+from ..model_card import DEFAULT_STEREO
 from .base import DepthNode, Frame, FrameError
 from .diagnostics import ERROR, WARN
 from .runtime import run_node
@@ -56,7 +57,7 @@ INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
           (Image, 'right/image_rect'), (CameraInfo, 'right/camera_info'))
 OPENCV = ('opencv_sgbm', 'opencv_bm')
 FALLBACK = 'opencv_sgbm'
-DEFAULT_MODEL = 'anynet_spn8'  # the shipped, trained network (models/anynet_spn8.json)
+DEFAULT_MODEL = DEFAULT_STEREO
 # stereo_image_proc's parameter names (under 'sgbm.'); ranges and modes come from the OpenCV backend
 SGBM_HELP: dict[str, str] = {
     'correlation_window_size': 'Matching window (px, odd); SGBM 3-11 is usual, BM at least 5.',
@@ -122,7 +123,8 @@ class StereoDepthNode(DepthNode):
                   'full size (1.0). The right view is always matched at half size.', range=(0.5, 1.0), step=0.5)
         p.declare('spn_limit', -1.0, "How far (px of the network's input) AnyNet's SPN stage may move stage 3's "
                   "disparity: a trust region (on real pairs the SPN bleeds background into object borders). "
-                  "-1: the model card's value (anynet_spn8: 0.5); 0: no limit. Ignored by models without an SPN.",
+                  "-1: the model card's value (anynet_lite, anynet_spn8: 0.5); 0: no limit. Ignored by models "
+                  'without an SPN.',
                   range=(-1.0, 100.0))
         p.declare('queue_size', 5, 'Input synchronizer queue per topic (messages).', range=(1, 100), read_only=True)
         p.declare('approximate_sync', False, 'Pair inputs whose stamps differ by up to slop instead of '

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from depth_ros.model_card import DEFAULT_STEREO
+
 from . import import_training, parser
 
 PROG = 'depth-ros-adapt'
@@ -30,7 +32,8 @@ def build_parser():
     p = parser(PROG, __doc__)
     p.add_argument('recording', type=Path, help='ROS 2 bag with a rectified stereo pair and camera_info')
     p.add_argument('--out', type=Path, default=Path('adapted'), help='output folder (default: adapted)')
-    p.add_argument('--stereo', default='anynet_spn8', help='stereo model: shipped name or card (default anynet_spn8)')
+    p.add_argument('--stereo', default=DEFAULT_STEREO,
+                   help=f'stereo model: shipped name or card (default {DEFAULT_STEREO})')
     p.add_argument('--mono', default='mbv2_fbnet', help="mono student: shipped name or card ('' : none)")
     p.add_argument('--suffix', default='_adapted', help='appended to the models\' names (default _adapted)')
     p.add_argument('--share', type=float, default=0.7, help='share of the frames, from the start, adapted on')
