@@ -22,6 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
 
+from depth_ros.launch_common import FASTDDS_TRANSPORTS
 from depth_ros.nodes.stereo import DEFAULT_MODEL
 
 STAGE_KEY = 'stage answered (share of frames)'
@@ -84,7 +85,8 @@ def main() -> None:
                         help="the node's fusion parameter (default: the node's default, sgbm)")
     parser.add_argument('--out', default='')
     args = parser.parse_args()
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(150, 199))}
+    variable, transports = FASTDDS_TRANSPORTS  # as the launch files start the camera and the node
+    env = {variable: transports, **os.environ, 'ROS_DOMAIN_ID': str(random.randint(150, 199))}
     os.environ['ROS_DOMAIN_ID'] = env['ROS_DOMAIN_ID']
     source = subprocess.Popen([sys.executable, '-m', 'depth_ros.nodes.camera_source', '--ros-args',
                                '-p', f'rate:={args.rate}', '-p', 'frames:=5'], env=env)

@@ -180,3 +180,23 @@ def test_matchings_late_for_the_deadline_are_not_waited_for(scene):
     late.result()
     est(left, right)
     assert est.fused and fusion.take.any()
+
+
+def test_matchings_that_miss_their_deadline_pause_fusion_under_a_budget(scene):
+    """Late matchings take the cores from the next frames' network: after 1, 2 misses in a row
+    fusion sits out 1, 2 frames that have a deadline (not frames without one), then fuses again
+    and a hit resets the count. Slow matchings as above (640x480 doubled, full-DP SGBM)."""
+    left, right = (np.repeat(np.repeat(scene[k], 2, 0), 2, 1) for k in ('left', 'right'))
+    est = StereoEstimator('anynet_spn8', threads=2, fusion='sgbm', sgbm={'disparity_range': 256, 'sgbm_mode': 'hh'})
+    est(left, right)
+    fusion = est._fusion  # noqa: SLF001
+    for misses in (1, 2):
+        fusion.seconds = 0.0
+        est(left, right, deadline=time.monotonic() + est.stage_seconds[1] + 1e-3)  # starts, then misses
+        assert not est.fused and fusion._pause == misses  # noqa: SLF001
+        fusion._running.result()  # noqa: SLF001
+        for _ in range(misses):
+            est(left, right, deadline=time.monotonic() + 60.0)  # ample time, but paused
+            assert not est.fused
+    est(left, right, deadline=time.monotonic() + 60.0)
+    assert est.fused and (fusion._misses, fusion._pause) == (0, 0)  # noqa: SLF001

@@ -48,7 +48,9 @@ With a deadline (the node's ``latency_budget_ms``) the matchings are used only w
 time: :meth:`SGBMFusion.start` skips them when their smoothed duration would end after it (the
 estimator passes the deadline less the network's stage 1, since beside the network both compete
 for the cores), and :meth:`SGBMFusion.combine` waits for them no longer than it; ``fused`` says
-which frames were.
+which frames were. Matchings that miss their deadline run on beside the next frames' network, so
+fusion then sits out 1, 2, 4, ... frames (consecutive misses; at most ``MAX_PAUSE``): under a
+budget the frame rate comes first.
 """
 from __future__ import annotations
 
@@ -117,6 +119,7 @@ class SGBMFusion:
     cost); the right view always at half size."""
     SMOOTHING = 0.2  # weight of the newest duration in ``seconds``
     DECAY = 0.9      # factor on ``seconds`` per frame skipped for a deadline, so fusion is tried again
+    MAX_PAUSE = 16   # frames with a deadline fusion sits out after its matchings missed one (1, 2, 4, ... in a row)
 
     def __init__(self, params: dict[str, Any] | None = None, concurrent: bool = True, scale: float = 0.5) -> None:
         if scale not in SCALES:
@@ -127,6 +130,8 @@ class SGBMFusion:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix='sgbm_fusion') if concurrent else None
         self._running: Future | None = None
         self._skipped_widths: set[int] = set()
+        self._misses = 0  # pairs in a row whose matchings ended after their deadline
+        self._pause = 0   # frames with a deadline still to sit out: late matchings take the cores from the network
         self.seconds = 0.0  # smoothed duration of a pair's matchings (s; 0 before the first)
         self.fused = False  # whether the last combine took SGBM's matchings
         self.take: np.ndarray | None = None      # last call's trusted pixels
@@ -172,9 +177,14 @@ class SGBMFusion:
     def start(self, left: np.ndarray, right: np.ndarray, deadline: float | None = None) -> Pending:
         """Begin matching a uint8 pair at network resolution; None when SGBM cannot match images
         this narrow (said once per width), when the last pair's matchings still run, or
-        (concurrent) when they would not end by ``deadline``: the network's answer is used alone."""
+        (concurrent) when they would not end by ``deadline`` or, with a deadline, for 1, 2, 4, ...
+        (at most ``MAX_PAUSE``) frames after matchings in a row ended after theirs: the network's
+        answer is used alone."""
         if self._running is not None and not self._running.done():
             return None  # a worker still matches a pair that missed its deadline
+        if deadline is not None and self._pause:
+            self._pause -= 1
+            return None
         if self._half.params != half_params(self.matcher.params):
             self._half = OpenCVStereo('opencv_sgbm', half_params(self.matcher.params))
         try:
@@ -201,8 +211,10 @@ class SGBMFusion:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 matched = pending.result(timeout)
-            except TimeoutError:
-                pass
+                self._misses = 0
+            except TimeoutError:  # the matchings run on, beside the next frames' network: pause fusion
+                self._misses += 1
+                self._pause = min(2 ** (self._misses - 1), self.MAX_PAUSE)
         elif pending is not None and self._in_time(deadline):
             matched = self._match(*pending)
         self.fused = matched is not None
