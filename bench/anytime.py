@@ -23,7 +23,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
 
 from depth_ros.launch_common import FASTDDS_TRANSPORTS
-from depth_ros.nodes.stereo import DEFAULT_MODEL
+from depth_ros.model_card import DEFAULT_STEREO
 
 STAGE_KEY = 'stage answered (share of frames)'
 FUSED_KEY = 'fused with SGBM (share of frames)'
@@ -96,7 +96,7 @@ def main() -> None:
             'fusion': args.fusion, **({'model': args.model} if args.model else {})}
     cases = [('all 4 stages', {}), ('stages:=1', {'stages': 1})]
     cases += [(f'latency_budget_ms:={b:g}', {'latency_budget_ms': b}) for b in args.budgets]
-    model = args.model or DEFAULT_MODEL
+    model = args.model or DEFAULT_STEREO
     lines = [f'camera_source {args.rate:g} Hz 640x480 -> stereo_depth_node ({model}, fusion {args.fusion}), '
              f'{args.seconds:g} s each:', '', '| case | input rate (Hz) | frames answered | latency median (ms) | '
              'node overhead median (ms) | stage answered (share of frames) | fused with SGBM |',

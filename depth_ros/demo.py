@@ -37,7 +37,7 @@ from rclpy.parameter import Parameter
 
 from . import geometry, msgs, viz
 from .demo_monitor import KEEP, WARMUP, Monitor, Output, Stamp, accuracy, percentiles_ms, rate
-from .model_card import ModelCardError, shipped_cards
+from .model_card import DEFAULT_MONO, DEFAULT_STEREO, ModelCardError, shipped_cards
 from .frame_sources import SourceError
 
 LOOP_FRAMES = 16    # synthetic frames rendered before the run (played back and forth)
@@ -51,10 +51,7 @@ def shipped_models(kind: str) -> list[str]:
     """Card paths of the trained models of ``kind`` ('stereo' or 'mono') shipped in models/, the
     node's default first, then by name, without those derived from another model's weights
     (``anynet`` is ``anynet_spn8``'s stages 1-3)."""
-    from .nodes.mono import DEFAULT_MODEL as MONO_DEFAULT
-    from .nodes.stereo import DEFAULT_MODEL as STEREO_DEFAULT
-
-    default = STEREO_DEFAULT if kind == 'stereo' else MONO_DEFAULT
+    default = DEFAULT_STEREO if kind == 'stereo' else DEFAULT_MONO
     cards = sorted((card for card in shipped_cards(kind) if not card.training.get('derived')),
                    key=lambda card: card.name != default)
     return [str(card.directory / f'{card.name}.json') for card in cards]

@@ -25,8 +25,6 @@ from .base import DepthNode, FrameError
 from .diagnostics import ERROR, OK
 from .runtime import guarded, run_node
 
-DEFAULT_MODEL = DEFAULT_MONO
-
 
 class MonoDepthNode(DepthNode):
     """One image (+ camera_info) in; depth, camera_info and points out."""
@@ -40,7 +38,7 @@ class MonoDepthNode(DepthNode):
         self._inputs: list[Any] = []
         self._info: CameraInfo | None = None
         self._info_lock = threading.Lock()
-        super().__init__('mono_depth_node', default_model=DEFAULT_MODEL, max_depth=20.0, **kwargs)
+        super().__init__('mono_depth_node', default_model=DEFAULT_MONO, max_depth=20.0, **kwargs)
 
     def declare_specific(self) -> None:
         self.params.declare('input_size', [0, 0], 'Network input [height, width] in px (each 16-4096); '

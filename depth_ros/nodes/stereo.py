@@ -57,7 +57,6 @@ INPUTS = ((Image, 'left/image_rect'), (CameraInfo, 'left/camera_info'),
           (Image, 'right/image_rect'), (CameraInfo, 'right/camera_info'))
 OPENCV = ('opencv_sgbm', 'opencv_bm')
 FALLBACK = 'opencv_sgbm'
-DEFAULT_MODEL = DEFAULT_STEREO
 # stereo_image_proc's parameter names (under 'sgbm.'); ranges and modes come from the OpenCV backend
 SGBM_HELP: dict[str, str] = {
     'correlation_window_size': 'Matching window (px, odd); SGBM 3-11 is usual, BM at least 5.',
@@ -91,7 +90,7 @@ class StereoDepthNode(DepthNode):
         self._after_estimate = 0.005  # s, smoothed time from the estimator's answer to the last publish
         self._stage_counts: dict[int, int] = {}
         self._fused_counts = [0, 0]  # frames answered without / with SGBM fusion (fusion 'sgbm')
-        super().__init__('stereo_depth_node', default_model=DEFAULT_MODEL, max_depth=20.0, **kwargs)
+        super().__init__('stereo_depth_node', default_model=DEFAULT_STEREO, max_depth=20.0, **kwargs)
 
     def declare_specific(self) -> None:
         p = self.params
