@@ -35,6 +35,7 @@ class _StereoNetwork:
     this much (a trust region: on real pairs the SPN bleeds background into object borders).
     """
     SMOOTHING = 0.2  # weight of the newest duration in step_s
+    DECAY = 0.9      # factor on a step's estimate per frame it was left out for a deadline
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -73,9 +74,10 @@ class _StereoNetwork:
         self.outputs = []
         for k in range(1, stages + 1) if self.incremental else [stages]:
             if k > 1 and deadline is not None and time.monotonic() + self.step_s.get(k, 0.0) > deadline:
+                self._skipped(k, stages)
                 break
+            runner = self.runner(k)  # created (once) outside the timing: a session's creation is not a step
             start = time.monotonic()
-            runner = self.runner(k)
             if self.incremental:
                 state.update(runner.run_all({name: state[name] for name in runner.input_names}))
                 state['previous'] = out = self._stage(state, left.shape[:2])
@@ -89,6 +91,13 @@ class _StereoNetwork:
         if self.spn_limit and self.last_stage == self.spn_stage > 1:
             self._limit_spn(state)
         return self.outputs[-1]
+
+    def _skipped(self, first: int, stages: int) -> None:
+        """Steps ``first``..``stages`` were left out for a deadline: their estimates shrink by ``DECAY``, so
+        a step measured once under a load spike (or on its first, slower run) is tried again."""
+        for k in range(first, stages + 1):
+            if k in self.step_s:
+                self.step_s[k] *= self.DECAY
 
     def _limit_spn(self, state: dict[str, np.ndarray]) -> None:
         """Clip the SPN's output (in place) to the stage before's disparity +- ``spn_limit``; graphs that
