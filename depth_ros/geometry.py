@@ -211,10 +211,13 @@ def pack_rgb(rgb: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
     return packed.view(np.float32)
 
 
-def depth_to_millimetres(depth: np.ndarray) -> np.ndarray:
+def depth_to_millimetres(depth: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(H, W) depth in m (NaN invalid) -> uint16 millimetres, 0 = invalid or beyond 65.535 m
-    (the 16UC1 convention of REP 118 / OpenNI)."""
+    (the 16UC1 convention of REP 118 / OpenNI); written into ``out`` (uint16, same shape) if given."""
     mm = np.nan_to_num(np.asarray(depth, np.float32) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
     mm = np.rint(mm)
     mm[(mm < 0) | (mm > 65535)] = 0
-    return mm.astype(np.uint16)
+    if out is None:
+        return mm.astype(np.uint16)
+    np.copyto(out, mm, casting='unsafe')
+    return out

@@ -3,7 +3,9 @@
 cv_bridge is used for Image -> array when it is importable (a ROS 2 distribution has it); the
 fallback here is vectorized and covers the encodings depth_ros supports (``ENCODINGS``).
 Message data is always filled through ``array.array('B').frombytes``: handing rclpy a numpy
-array or memoryview directly makes its setter iterate per byte (50-250 ms per frame).
+array or memoryview directly makes its setter iterate per byte (50-250 ms per frame). Messages
+are made with ``KEEP_DATA``, so their data setter keeps that array instead of copying it again,
+and ``DataBuffer`` lets a node fill the same data from frame to frame without any copy.
 """
 from __future__ import annotations
 
@@ -33,6 +35,12 @@ ENCODINGS: dict[str, tuple[type, int]] = {
     '32FC1': (np.float32, 1),
 }
 COLOR_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', 'rgb8', 'bgr8', '8UC3', 'rgba8', 'bgra8')
+
+
+# rosidl_generator_py's data setters keep an array.array('B') as it is only in a message that checks its
+# fields (check_fields=True; ROS_PYTHON_CHECK_FIELDS=1 for all); otherwise they copy it once more
+# (4.9 MB and ~2 ms for a 640x480 xyzrgb cloud). Generators without the option always keep it.
+KEEP_DATA: dict[str, bool] = {'check_fields': True} if '_check_fields' in Image.__slots__ else {}
 
 
 class MessageError(ValueError):
@@ -92,22 +100,63 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
-    """(H, W) or (H, W, C) array -> Image with the given encoding (dtype and channels checked)."""
+def _check_image(shape: tuple[int, ...], dtype: np.dtype, encoding: str) -> tuple[type, int]:
     if encoding not in ENCODINGS:
         raise MessageError(f'unsupported image encoding {encoding!r}')
-    dtype, channels = ENCODINGS[encoding]
-    if arr.dtype != dtype or (arr.shape[2] if arr.ndim == 3 else 1) != channels or arr.ndim not in (2, 3):
-        raise MessageError(f'{encoding} needs {channels}-channel {np.dtype(dtype).name}, got {arr.dtype} {arr.shape}')
-    msg = Image()
+    want, channels = ENCODINGS[encoding]
+    if dtype != want or (shape[2] if len(shape) == 3 else 1) != channels or len(shape) not in (2, 3):
+        raise MessageError(f'{encoding} needs {channels}-channel {np.dtype(want).name}, got {dtype} {shape}')
+    return want, channels
+
+
+def _image(shape: tuple[int, ...], dtype: np.dtype, encoding: str, header: Header | None,
+           data: array.array) -> Image:
+    """Image of an (H, W[, C]) array whose bytes are ``data`` (kept, not copied)."""
+    _, channels = _check_image(shape, dtype, encoding)
+    msg = Image(**KEEP_DATA)
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.height, msg.width = int(shape[0]), int(shape[1])
     msg.encoding = encoding
     msg.is_bigendian = sys.byteorder == 'big'
     msg.step = msg.width * channels * np.dtype(dtype).itemsize
-    msg.data = to_bytes(arr)
+    msg.data = data
     return msg
+
+
+def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """(H, W) or (H, W, C) array -> Image with the given encoding (dtype and channels checked);
+    one copy of the data."""
+    _check_image(arr.shape, arr.dtype, encoding)
+    return _image(arr.shape, arr.dtype, encoding, header, to_bytes(arr))
+
+
+class DataBuffer:
+    """Message data kept from frame to frame: ``view`` gives a numpy array over it to fill, and
+    ``image`` / ``cloud`` wrap what was filled in a message without copying it. A message made
+    from it shares the buffer: publish it before the next ``view``."""
+
+    def __init__(self) -> None:
+        self.data = array.array('B')
+        self._view: np.ndarray | None = None
+
+    def view(self, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """(shape) array of ``dtype`` over the buffer (reallocated only when the size changes)."""
+        if self._view is None or self._view.shape != tuple(shape) or self._view.dtype != dtype:
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if len(self.data) != nbytes:
+                self.data = array.array('B', bytes(nbytes))
+            self._view = np.frombuffer(self.data, dtype).reshape(shape)
+        return self._view
+
+    def image(self, encoding: str, header: Header | None = None) -> Image:
+        """Image of the array last filled through ``view`` (the buffer is the message's data)."""
+        return _image(self._view.shape, self._view.dtype, encoding, header, self.data)
+
+    def cloud(self, header: Header) -> PointCloud2:
+        """Organized PointCloud2 of the (H, W, 3|4) float32 points last filled through ``view``
+        (fields as ``pointcloud2`` makes them; the buffer is the message's data)."""
+        return _cloud(self._view, header, self.data)
 
 
 def camera_matrix(info: CameraInfo, rectified: bool = True) -> np.ndarray:
@@ -166,12 +215,11 @@ _XYZ_FIELDS = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, cou
 _RGB_FIELD = PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1)
 
 
-def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
-    """Organized PointCloud2 from an (H, W, 3) xyz or (H, W, 4) xyz+packed-rgb float32 array
-    (``geometry.pack_rgb`` gives the rgb channel); NaN points are invalid (is_dense False)."""
+def _cloud(points: np.ndarray, header: Header, data: array.array) -> PointCloud2:
+    """PointCloud2 of (H, W, 3|4) float32 ``points`` whose bytes are ``data`` (kept, not copied)."""
     if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in (3, 4):
         raise MessageError(f'points must be (H, W, 3|4) float32, got {points.dtype} {points.shape}')
-    msg = PointCloud2()
+    msg = PointCloud2(**KEEP_DATA)
     msg.header = header
     msg.height, msg.width = int(points.shape[0]), int(points.shape[1])
     msg.fields = _XYZ_FIELDS + ([_RGB_FIELD] if points.shape[2] == 4 else [])
@@ -179,8 +227,14 @@ def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
     msg.point_step = 4 * points.shape[2]
     msg.row_step = msg.point_step * msg.width
     msg.is_dense = False
-    msg.data = to_bytes(points)
+    msg.data = data
     return msg
+
+
+def pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
+    """Organized PointCloud2 from an (H, W, 3) xyz or (H, W, 4) xyz+packed-rgb float32 array
+    (``geometry.pack_rgb`` gives the rgb channel); NaN points are invalid (is_dense False)."""
+    return _cloud(points, header, to_bytes(points))
 
 
 def cloud_arrays(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:

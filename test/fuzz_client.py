@@ -113,7 +113,7 @@ def _huge_size(g: Inputs, t: int) -> Messages:
     m = g.good(t)
     img = m[g.pick(g.images)]
     img.width, img.height = int(g.rng.choice([100_000, 2**31 - 1, 65_536])), int(g.rng.choice([100_000, 4097]))
-    img.step = img.width * 3
+    img.step = img.width * 3 % 2**32  # a uint32 on the wire
     return m
 
 

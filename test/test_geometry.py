@@ -133,6 +133,9 @@ def test_pack_rgb_bits():
 def test_depth_to_millimetres():
     mm = g.depth_to_millimetres(np.array([1.2344, np.nan, -1.0, 70.0, np.inf, 0.0006], np.float32))
     assert mm.dtype == np.uint16 and mm.tolist() == [1234, 0, 0, 0, 0, 1]
+    out = np.full(6, 7, np.uint16)
+    assert g.depth_to_millimetres(np.array([1.2344, np.nan, -1.0, 70.0, np.inf, 0.0006], np.float32), out=out) is out
+    assert out.tolist() == mm.tolist()
 
 
 @pytest.mark.parametrize('factor', [1, 2, 3, 4])

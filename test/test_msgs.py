@@ -101,6 +101,29 @@ def test_organized_cloud_reads_back_with_sensor_msgs_py_and_cloud_arrays():
         msgs.cloud_arrays(xyz_only)
 
 
+def test_data_buffer_messages_share_the_buffer_and_read_back():
+    """A DataBuffer's image and cloud messages take its bytes without a copy (the data is the very
+    buffer, so refilling it changes the next message) and read back like the copying converters'."""
+    buffer = msgs.DataBuffer()
+    depth = sample('32FC1')
+    np.copyto(buffer.view(depth.shape, np.float32), depth)
+    image = buffer.image('32FC1', Header(frame_id='cam'))
+    assert image.data is buffer.data and image.header.frame_id == 'cam'
+    np.testing.assert_array_equal(msgs.image_to_array(image), depth)
+    assert msgs.array_to_image(depth, '32FC1').step == image.step
+    view = buffer.view(depth.shape, np.float32)
+    assert view is buffer.view(depth.shape, np.float32)  # same size: nothing reallocated
+    view[:] = 1.0
+    assert (msgs.image_to_array(buffer.image('32FC1')) == 1.0).all()
+    with pytest.raises(msgs.MessageError, match='16UC1 needs'):
+        buffer.image('16UC1')
+    pts = RNG.normal(size=(3, 4, 4)).astype(np.float32)
+    np.copyto(buffer.view(pts.shape, np.float32), pts)
+    cloud = buffer.cloud(Header())
+    assert cloud.data is buffer.data and bytes(cloud.data) == bytes(msgs.pointcloud2(pts, Header()).data)
+    np.testing.assert_array_equal(msgs.cloud_arrays(cloud)[0], pts[..., :3])
+
+
 def camera_info(w=640, h=480, fx=500.0, tx=0.0) -> CameraInfo:
     info = CameraInfo(width=w, height=h)
     info.k = [fx, 0.0, 319.5, 0.0, fx, 239.5, 0.0, 0.0, 1.0]

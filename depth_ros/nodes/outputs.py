@@ -1,11 +1,10 @@
 """The outputs both depth nodes publish: ``depth/image`` (REP 118: 32FC1 metres with NaN invalid,
 or 16UC1 millimetres with 0 invalid), ``depth/camera_info`` (always the depth image's size) and
 ``points`` (organized PointCloud2, xyz or xyz + rgb, NaN invalid), all with the input image's
-header. Buffers and the back-projection rays (``geometry.Backprojector``) are reused between
-frames."""
+header. The messages' data buffers (``msgs.DataBuffer``: filled in place, published without a
+copy) and the back-projection rays (``geometry.Backprojector``) are reused between frames."""
 from __future__ import annotations
 
-import array
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,35 +41,6 @@ class CloudFiller:
         return self._backproject(depth, out, extra)
 
 
-class CloudBuffer:
-    """PointCloud2 messages filled in place: the cloud is written into one ``array.array`` kept
-    from frame to frame, which the message's data setter copies once (``msgs.pointcloud2``
-    copies twice: 4.9 MB each for a 640x480 xyzrgb cloud). Fields and layout are those of
-    ``msgs.pointcloud2``."""
-
-    def __init__(self) -> None:
-        self._data = array.array('B')
-        self._shape: tuple[int, int, int] | None = None
-        self._template: PointCloud2 | None = None
-
-    def points(self, height: int, width: int, channels: int) -> np.ndarray:
-        """(H, W, channels) float32 view on the buffer to fill (3: xyz, 4: xyz + rgb)."""
-        if self._shape != (height, width, channels):
-            self._data = array.array('B', bytes(height * width * channels * 4))
-            self._template = msgs.pointcloud2(np.zeros((1, 1, channels), np.float32), Header())
-            self._shape = (height, width, channels)
-        return np.frombuffer(self._data, np.float32).reshape(self._shape)
-
-    def message(self, header: Header) -> PointCloud2:
-        """The cloud last filled through ``points``, with ``header``."""
-        t = self._template
-        h, w, _ = self._shape
-        msg = PointCloud2(header=header, height=h, width=w, fields=t.fields, is_bigendian=t.is_bigendian,
-                          point_step=t.point_step, row_step=t.point_step * w, is_dense=False)
-        msg.data = self._data  # the setter copies once (the constructor would copy twice)
-        return msg
-
-
 @dataclass
 class OutputSettings:
     """Run-time output parameters (see ``DepthOutputs.declare``)."""
@@ -95,7 +65,7 @@ class DepthOutputs:
         self.info_pub = node.create_publisher(CameraInfo, 'depth/camera_info', qos)
         self.points_pub = node.create_publisher(PointCloud2, 'points', qos)
         self._cloud = CloudFiller()
-        self._cloud_buffer = CloudBuffer()
+        self._buffers = {'depth': msgs.DataBuffer(), 'points': msgs.DataBuffer()}  # message data, kept
         self.publish_time = 0.0
         # offline use (depth_ros.recordings): when set, messages go to sink(topic, msg), not to DDS
         self.sink: Callable[[str, Any], None] | None = None
@@ -133,6 +103,10 @@ class DepthOutputs:
     def wanted(publisher: Any, lazy: bool) -> bool:
         """Whether to fill ``publisher`` this frame: always unless lazy and nobody subscribes."""
         return not lazy or publisher.get_subscription_count() > 0
+
+    def _buffer(self, name: str) -> msgs.DataBuffer:
+        """The kept data buffer ``name``; a new one per frame with ``sink`` (its messages are kept)."""
+        return self._buffers[name] if self.sink is None else msgs.DataBuffer()
 
     def publish_message(self, publisher: Any, msg: Any) -> bool:
         """Publish, counting failures (rclpy raises "cannot publish data" under load); the time
@@ -193,13 +167,17 @@ class DepthOutputs:
         h, w = depth.shape
         sent = 0
         if self.wanted(self.depth_pub, lazy):
-            image = (msgs.array_to_image(depth, '32FC1', header) if s.depth_format == '32FC1'
-                     else msgs.array_to_image(geometry.depth_to_millimetres(depth), '16UC1', header))
-            sent += self.publish_message(self.depth_pub, image)
+            buffer = self._buffer('depth')
+            if s.depth_format == '32FC1':
+                np.copyto(buffer.view((h, w), np.float32), depth)
+            else:
+                geometry.depth_to_millimetres(depth, out=buffer.view((h, w), np.uint16))
+            sent += self.publish_message(self.depth_pub, buffer.image(s.depth_format, header))
         if self.wanted(self.info_pub, lazy):
             sent += self.publish_message(self.info_pub, msgs.decimated_camera_info(info, s.decimation, w, h, header))
         if s.publish_points and self.wanted(self.points_pub, lazy):
-            out = self._cloud_buffer.points(h, w, 4 if s.points_rgb else 3)
-            self._cloud.fill(depth, rgb if s.points_rgb else None, k, out)
-            sent += self.publish_message(self.points_pub, self._cloud_buffer.message(header))
+            buffer = self._buffer('points')
+            self._cloud.fill(depth, rgb if s.points_rgb else None, k, buffer.view((h, w, 4 if s.points_rgb else 3),
+                                                                                  np.float32))
+            sent += self.publish_message(self.points_pub, buffer.cloud(header))
         return sent
