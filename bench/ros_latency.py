@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -231,7 +231,7 @@ def run_cases(args: argparse.Namespace, tmp: Path) -> str:
                                                Parameter('frames', value=8), Parameter('rate', value=1.0)])
     source.timer.cancel()
     recorder = Recorder()
-    executor = MultiThreadedExecutor()
+    executor = SingleThreadedExecutor()
     for node in (source, recorder):
         executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
@@ -263,7 +263,7 @@ def run_cases(args: argparse.Namespace, tmp: Path) -> str:
 
     transports = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', 'DEFAULT')
     lines = [f'ROS 2 latency at {args.width}x{args.height} (ms, median / p90), {os.cpu_count()} CPU cores, Fast DDS '
-             f'transports {transports}; camera_source + subscriber in one process (MultiThreadedExecutor), the '
+             f'transports {transports}; camera_source + subscriber in one process (SingleThreadedExecutor), the '
              'node and the echo node each in their own process; reliable publishers, the nodes\' own input QoS '
              '(the echo subscribes with the sensor-data profile too). delivered = share of published frames whose '
              'depth arrived; bare call timed in this process just before and after the node ran; in-node = the '

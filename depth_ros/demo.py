@@ -3,7 +3,7 @@ shipped in models/, then OpenCV SGBM as stereo_image_proc computes it) and a mon
 synthetic stereo camera with exact ground truth.
 
 camera_source, one stereo_depth_node per stereo model and, when a mono model is available,
-mono_depth_node run in one process on a MultiThreadedExecutor, all fed by the one camera. The
+mono_depth_node run in one process on a SingleThreadedExecutor, all fed by the one camera. The
 demo listens to their outputs like a user would, then prints one table row per node (rate,
 end-to-end latency, accuracy on the same frames) and writes a picture (every node's depth next
 to the ground truth on one colour scale, and point clouds).
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -259,20 +259,20 @@ def check_models(args: argparse.Namespace) -> list[Model]:
 
 
 # ----------------------------------------------------------------------------- running
-def stop_executor(executor: MultiThreadedExecutor, nodes: list[Node]) -> None:
+def stop_executor(executor: Executor, nodes: list[Node]) -> None:
     """Remove ``nodes``, let the executor's running callbacks finish, then shut it down.
 
-    rclpy's MultiThreadedExecutor.shutdown() destroys its guard condition before its threads
-    finish, and a callback finishing afterwards fails on it; the callbacks here take
-    milliseconds (estimation runs in the depth nodes' own worker threads), so a short drain
-    avoids that."""
+    rclpy's Executor.shutdown() destroys its guard condition at once, and a callback still running
+    in another thread (an executor spun there, as ``bench/ros_latency.py`` does) fails on it when
+    it finishes; the callbacks here take milliseconds (estimation runs in the depth nodes' own
+    worker threads), so a short drain avoids that."""
     for node in nodes:
         executor.remove_node(node)
     time.sleep(0.3)
     executor.shutdown()
 
 
-def drain(executor: MultiThreadedExecutor, nodes: list[Any], timeout: float = DRAIN, settle: float = 0.3) -> None:
+def drain(executor: Executor, nodes: list[Any], timeout: float = DRAIN, settle: float = 0.3) -> None:
     """Spin until every depth node has been idle for ``settle`` s (the camera has stopped: each
     finishes the last frame and its outputs arrive), or ``timeout`` s."""
     end, idle_since = time.monotonic() + timeout, None
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
             Parameter('threads', value=m.threads)])
     outputs = [Output(m.label(), m.label(' (untrained)'), m.prefix, m.kind == 'stereo') for m in models]
     monitor = Monitor(context, outputs, max_views=2 * LOOP_FRAMES)
-    executor = MultiThreadedExecutor(context=context)
+    executor = SingleThreadedExecutor(context=context)
     for node in (source, *nodes.values(), monitor):
         executor.add_node(node)
     threads = sorted({m.threads for m in models if m.threads})
