@@ -7,7 +7,8 @@ For each case (stereo SGBM; shipped stereo networks such as AnyNet; the mono nod
 duty cycle, at most 10 Hz):
 
 - e2e: input stamp (camera_source, at publish) -> receipt of depth/image and of points here;
-- bare: the estimator call alone on the same frames, in this process;
+- bare: the estimator call alone on the same frames, in this process, as the node makes it
+  (stereo networks fused with SGBM, the node's default; the confidence map included);
 - floor: the same path through a trivial echo node (own process) that republishes a 32FC1
   image and an xyz+rgb cloud of the output's size for each input set (no computation);
 - overhead = e2e - (bare + floor), per output; the target is <= 3 ms.
@@ -44,6 +45,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import msgs
 from depth_ros.demo import shipped_models, stop_executor
+from depth_ros.launch_common import FASTDDS_TRANSPORTS
 from depth_ros.demo_monitor import stamp_of, stamp_seconds
 from depth_ros.model_card import load_card
 from depth_ros.nodes.camera_source import CameraSource
@@ -136,12 +138,14 @@ def untrained(arch: str, folder: Path, input_size: tuple[int, int]) -> str | Non
 
 
 def bare_times(kind: str, model: str, frames: list[Any], fx: float, calls: int) -> list[float]:
-    """Seconds per estimator call on the frames (after one warm-up call)."""
+    """Seconds per estimator call on the frames (after one warm-up call), as the node makes it:
+    stereo networks fused with SGBM (the node's default) and the confidence map after each call."""
     from depth_ros.inference import DepthEstimator, StereoEstimator
+    from depth_ros.nodes.stereo import OPENCV
 
     if kind == 'stereo':
-        est = StereoEstimator(model)
-        call = lambda f: est(f.left, f.right)  # noqa: E731
+        est = StereoEstimator(model, fusion='none' if model in OPENCV else 'sgbm')
+        call = lambda f: (est(f.left, f.right), est.confidence(left_right=False))  # noqa: E731
     else:
         est = DepthEstimator(model)
         call = lambda f: est(f.left, fx=fx, out_size=(f.left.shape[1], f.left.shape[0]))  # noqa: E731
@@ -209,6 +213,8 @@ def main() -> None:
     if args.echo:
         return run_echo(args.echo, args.width, args.height)
     os.environ['ROS_DOMAIN_ID'] = str(args.domain)  # inherited by the node processes
+    variable, transports = FASTDDS_TRANSPORTS  # as the launch files start the nodes (large images over UDP
+    os.environ.setdefault(variable, transports)  # with the default socket buffers lose fragments)
 
     with tempfile.TemporaryDirectory(prefix='depth_ros_bench_') as tmp:
         table = run_cases(args, Path(tmp))
