@@ -149,6 +149,22 @@ def test_unavailable_provider_falls_back_to_cpu(stereo_card, caplog, providers):
     np.testing.assert_allclose(est(left, np.zeros_like(left)), 18.0, rtol=1e-6)
 
 
+def test_tensorrt_caches_its_engines_and_sessions_take_provider_options(tmp_path, monkeypatch, stereo_card):
+    """TensorRT's session options point its engine and timing caches at TRT_CACHE (created); other
+    providers keep ONNX Runtime's defaults, and sessions made with these options run (CPU here)."""
+    from depth_ros.inference import runners
+    monkeypatch.setattr(runners, 'TRT_CACHE', tmp_path / 'trt')
+    names = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+    options = dict(runners.provider_options(names))
+    trt = options['TensorrtExecutionProvider']
+    assert trt['trt_engine_cache_enable'] == 'True' and trt['trt_engine_cache_path'] == str(tmp_path / 'trt')
+    assert trt['trt_timing_cache_path'] == str(tmp_path / 'trt') and (tmp_path / 'trt').is_dir()
+    assert options['CUDAExecutionProvider'] == {} and options['CPUExecutionProvider'] == {}
+    left = np.full((16, 16, 3), 9, np.uint8)
+    est = StereoEstimator(stereo_card, providers='cpu')
+    np.testing.assert_allclose(est(left, np.zeros_like(left)), 18.0, rtol=1e-6)
+
+
 def test_unknown_provider_is_an_error(stereo_card):
     assert 'CPUExecutionProvider' in available_providers()
     with pytest.raises(EstimatorError, match="unknown execution provider 'gpu'; accepted: cpu, cuda, tensorrt"):

@@ -94,7 +94,8 @@ class DepthNode(Node):
                   "for .pt checkpoints, OpenCV for opencv_*), 'onnxruntime', 'torch' or 'opencv'.",
                   choices=('auto', 'onnxruntime', 'torch', 'opencv'))
         p.declare('providers', 'cpu', "ONNX Runtime execution providers, comma-separated: 'cpu', "
-                  "'cuda', 'tensorrt' or full provider names; unavailable ones fall back to CPU.")
+                  "'cuda', 'tensorrt' (engines cached in ~/.cache/depth_ros/tensorrt) or full provider names; "
+                  'unavailable ones fall back to CPU.')
         p.declare('threads', 0, "Inference threads: ONNX Runtime's intra-op threads, or OpenCV's / "
                   "torch's process-wide count (0: the library's default).", range=(0, 256))
         self.declare_specific()
