@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -64,10 +64,11 @@ def overrides(**params: Any) -> list[Parameter]:
 
 
 @contextmanager
-def spinning(*nodes: Node) -> Iterator[MultiThreadedExecutor]:
-    """Spin ``nodes`` on a MultiThreadedExecutor in a background thread; after, in run_node's
-    order: the spinning stops, the executor shuts down (``stop_executor``), the nodes are destroyed."""
-    executor = MultiThreadedExecutor(num_threads=4)
+def spinning(*nodes: Node) -> Iterator[SingleThreadedExecutor]:
+    """Spin ``nodes`` on a SingleThreadedExecutor (what ``run_node`` spins) in a background thread;
+    after, in run_node's order: the spinning stops, the executor shuts down (``stop_executor``),
+    the nodes are destroyed."""
+    executor = SingleThreadedExecutor()
     for n in nodes:
         executor.add_node(n)
     stop = threading.Event()

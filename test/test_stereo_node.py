@@ -1,4 +1,4 @@
-"""stereo_depth_node over DDS (in-process, MultiThreadedExecutor): ROS conventions of every output,
+"""stereo_depth_node over DDS (in-process, SingleThreadedExecutor as run_node spins): ROS conventions of every output,
 accuracy of SGBM depth and of the default (shipped, trained AnyNet) against the synthetic scene's
 exact depth, run-time parameters, lazy subscription, overload, diagnostics, and every kind of bad
 input followed by a good frame. Most tests pin model:=opencv_sgbm (fast, exactly known output)."""
