@@ -100,19 +100,15 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def _check_image(shape: tuple[int, ...], dtype: np.dtype, encoding: str) -> tuple[type, int]:
+def _image(shape: tuple[int, ...], dtype: np.dtype, encoding: str, header: Header | None,
+           data: array.array) -> Image:
+    """Image of an (H, W[, C]) array whose bytes are ``data`` (kept, not copied); MessageError if
+    the dtype or channels do not fit ``encoding``."""
     if encoding not in ENCODINGS:
         raise MessageError(f'unsupported image encoding {encoding!r}')
     want, channels = ENCODINGS[encoding]
     if dtype != want or (shape[2] if len(shape) == 3 else 1) != channels or len(shape) not in (2, 3):
         raise MessageError(f'{encoding} needs {channels}-channel {np.dtype(want).name}, got {dtype} {shape}')
-    return want, channels
-
-
-def _image(shape: tuple[int, ...], dtype: np.dtype, encoding: str, header: Header | None,
-           data: array.array) -> Image:
-    """Image of an (H, W[, C]) array whose bytes are ``data`` (kept, not copied)."""
-    _, channels = _check_image(shape, dtype, encoding)
     msg = Image(**KEEP_DATA)
     if header is not None:
         msg.header = header
@@ -127,7 +123,6 @@ def _image(shape: tuple[int, ...], dtype: np.dtype, encoding: str, header: Heade
 def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """(H, W) or (H, W, C) array -> Image with the given encoding (dtype and channels checked);
     one copy of the data."""
-    _check_image(arr.shape, arr.dtype, encoding)
     return _image(arr.shape, arr.dtype, encoding, header, to_bytes(arr))
 
 
