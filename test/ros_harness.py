@@ -26,7 +26,6 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from depth_ros import msgs
-from depth_ros.nodes.runtime import stop_executor
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -66,7 +65,7 @@ def overrides(**params: Any) -> list[Parameter]:
 @contextmanager
 def spinning(*nodes: Node) -> Iterator[SingleThreadedExecutor]:
     """Spin ``nodes`` on a SingleThreadedExecutor (what ``run_node`` spins) in a background thread;
-    after, in run_node's order: the spinning stops, the executor shuts down (``stop_executor``),
+    after, in run_node's order: the spinning stops, the executor shuts down,
     the nodes are destroyed."""
     executor = SingleThreadedExecutor()
     for n in nodes:
@@ -83,7 +82,7 @@ def spinning(*nodes: Node) -> Iterator[SingleThreadedExecutor]:
     finally:
         stop.set()
         thread.join(5)
-        stop_executor(executor)
+        executor.shutdown()  # its callbacks ran in the joined spin thread
         for n in nodes:
             n.destroy_node()
 

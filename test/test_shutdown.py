@@ -103,7 +103,8 @@ def test_leaving_spinning_with_busy_callbacks_leaves_no_failed_task(capfd):
     thread pool: rclpy's ``Executor.shutdown`` destroys the guard condition at once, and a queued
     callback that ran after it failed on it; its Task printed "The following exception was never
     retrieved: cannot use Destroyable because destruction was requested" when collected (seen
-    at the end of stereo node tests). Now the pool drains first (``runtime.stop_executor``)."""
+    at the end of stereo node tests). Now the harness, like ``run_node``, spins a single-threaded
+    executor: its callbacks end with the spin thread, joined before the shutdown."""
     import gc
 
     import rclpy

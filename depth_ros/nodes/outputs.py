@@ -177,7 +177,7 @@ class DepthOutputs:
             sent += self.publish_message(self.info_pub, msgs.decimated_camera_info(info, s.decimation, w, h, header))
         if s.publish_points and self.wanted(self.points_pub, lazy):
             buffer = self._buffer('points')
-            self._cloud.fill(depth, rgb if s.points_rgb else None, k, buffer.view((h, w, 4 if s.points_rgb else 3),
-                                                                                  np.float32))
+            points = buffer.view((h, w, 4 if s.points_rgb else 3), np.float32)
+            self._cloud.fill(depth, rgb if s.points_rgb else None, k, points)
             sent += self.publish_message(self.points_pub, buffer.cloud(header))
         return sent

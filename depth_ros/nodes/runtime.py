@@ -87,18 +87,6 @@ def _spin(executor: Executor, node: Node, stop: threading.Event) -> None:
     stop.set()
 
 
-def stop_executor(executor: Executor, timeout_sec: float = 5.0) -> None:
-    """Shut down an executor that no thread spins any more: its thread pool first (running and
-    queued callbacks finish), then the executor. ``Executor.shutdown`` alone destroys the guard
-    condition at once (rclpy 9 does not wait for the work in flight), and a callback that runs
-    after it fails on it ("The following exception was never retrieved: cannot use Destroyable
-    because destruction was requested" when its Task is collected)."""
-    pool = getattr(executor, '_executor', None)  # a MultiThreadedExecutor's ThreadPoolExecutor (tests)
-    if pool is not None:
-        pool.shutdown(wait=True)
-    executor.shutdown(timeout_sec=timeout_sec)
-
-
 SHUTDOWN_GRACE_S = 3.0  # ros2 launch escalates to SIGTERM 5 s after SIGINT
 
 
@@ -167,7 +155,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         if thread is not None:
             thread.join(2.0)
         if executor is not None:
-            stop_executor(executor, timeout_sec=2.0)
+            executor.shutdown(timeout_sec=2.0)  # single-threaded: its callbacks ended with the spin thread
         if node is not None:
             watchdog.stage = 'destroying the node'
             node.destroy_node()
