@@ -5,6 +5,7 @@ import pytest
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo, sample_scenes
 from depth_ros.synthetic.content import N_THIN, REAL_SIZES
 from depth_ros.synthetic.sampler import N_BOXES, N_ELLIPSOIDS, N_PLANES
+from depth_ros.synthetic.scene import TEX_WEIGHTS
 
 
 def test_basic_content_is_the_default_stream():
@@ -52,6 +53,25 @@ def test_held_scenes_are_rich_scenes_with_a_near_flat_object_facing_the_camera()
     offset = (rays * depth[..., None] - held.center[i, slot]) @ held.rot[i, slot][:, 2]
     on_face = np.abs(np.abs(offset) - held.size[i, slot, 2]) < 1e-3     # on the face towards the camera
     assert on_face.mean() > 0.05 and depth[on_face].max() < 2.2 and depth[on_face].min() == depth.min()
+
+
+def test_board_scenes_pose_boards_as_in_a_calibration():
+    """content 'boards': the same seed's 'rich' scene around a board in ~90 % of the scenes, 0.35-2.5 m
+    ahead, slanted far more than 'held' (many beyond 40 deg), half of them with a periodic pattern."""
+    rich, boards = (sample_scenes(np.random.default_rng(4), 200, content=c) for c in ('rich', 'boards'))
+    slot = N_PLANES + N_BOXES - 1
+    changed = ~np.isclose(rich.center, boards.center).all(-1) | (rich.valid != boards.valid)
+    assert set(np.nonzero(changed)[1]) == {slot} and 0.8 < changed[:, slot].mean() < 0.97
+    on = changed[:, slot]
+    depth = boards.center[on, slot, 2]
+    assert depth.min() > 0.35 and depth.max() < 2.5
+    slant = np.degrees(np.arccos(np.abs(boards.rot[on, slot][..., 2, 2])))
+    assert slant.max() < 90 and np.mean(slant > 40) > 0.2
+    periodic = boards.texture[on, slot][..., TEX_WEIGHTS][:, 1:].max(-1) > 0.85
+    assert 0.35 < periodic.mean() < 0.65
+    others = np.ones(boards.texture.shape[1], bool)
+    others[slot] = False
+    np.testing.assert_array_equal(rich.texture[:, others], boards.texture[:, others])
 
 
 def test_rich_scene_renders_exact_thin_geometry():

@@ -237,6 +237,34 @@ def test_rebalancer_state_dict_round_trip():
         L.LossRebalancer(['x'], period=2).load_state_dict(a.state_dict())
 
 
+def test_shape_losses_ignore_scale_and_match_numpy():
+    """log_l1 is |log ratio|; ssi_disparity (without its gradient term) is |aligned - gt| / mean(gt) of
+    disparity after the evaluation's scale-and-shift fit (depth_ros.metrics.align), 0 for any prediction
+    whose inverse is an affine map of the ground truth's, and it never sees masked or NaN pixels."""
+    g = torch.Generator().manual_seed(5)
+    depth = torch.rand(2, 1, 16, 20, generator=g) * 4 + 0.5
+    depth[0, :, :3] = NAN
+    assert L.build_loss('log_l1')(depth * 2, depth).item() == pytest.approx(math.log(2), rel=1e-6)
+    ssi = L.build_loss({'name': 'ssi_disparity', 'grad': 0.0})
+    affine = 1.0 / (0.3 / depth + 0.7)
+    assert ssi(affine, depth).item() < 1e-5
+    assert L.build_loss('ssi_disparity')(affine, depth).item() < 1e-5    # gradient term too
+    pred = torch.rand(2, 1, 16, 20, generator=g) * 4 + 0.5
+    errors = []
+    for i in range(2):
+        gt = 1.0 / depth[i, 0].numpy()
+        aligned = M.align(1.0 / pred[i, 0].numpy(), gt, mode='lsq_shift')
+        errors.append((np.abs(aligned - gt) / np.nanmean(gt))[np.isfinite(gt)])
+    expected = float(np.concatenate(errors).mean())    # pooled over the batch's pixels
+    assert ssi(pred, depth).item() == pytest.approx(expected, rel=1e-4) and expected > 0.05
+    valid = torch.ones_like(depth, dtype=torch.bool)
+    valid[1, :, :, :5] = False
+    garbage = pred.clone()
+    garbage[1, :, :, :5] = 1e-6
+    garbage[0, :, :3] = 1e3
+    assert ssi(garbage, depth, valid).item() == pytest.approx(ssi(pred, depth, valid).item(), rel=1e-5)
+
+
 def _toy_cases():
     """(name, kwargs for build_loss, pred tensor, target, extra inputs) for every registered loss."""
     g = torch.Generator().manual_seed(3)
@@ -247,7 +275,8 @@ def _toy_cases():
     pairs = torch.rand(2, 4, 5, generator=g)
     pairs[..., 4] = torch.tensor([1.0, -1.0, 0.0, 1.0])
     feats = torch.randn(2, 8, 6, 6, generator=g)
-    dense = ['l1', 'smooth_l1', 'rmse', 'edge', 'gradient', 'ssim', 'densedepth', 'fastdepth']
+    dense = ['l1', 'smooth_l1', 'rmse', 'edge', 'gradient', 'ssim', 'densedepth', 'fastdepth', 'log_l1',
+             'ssi_disparity']
     cases = [(n, {'name': n}, start, depth, {}) for n in dense]
     cases += [('l1_ssim_smoothness', {'name': 'l1_ssim_smoothness'}, start, depth, {'image': image}),
               ('kd_pixel', {'name': 'kd_pixel'}, start, depth - 2.5, {}),

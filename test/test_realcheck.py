@@ -81,3 +81,27 @@ def test_full_check_reports_every_shipped_model(check):
     assert entries['anynet_spn8']['metrics'] == result['stereo']['anynet_spn8 s4']
     assert set(entries['anynet_spn8']['stages']) == {'1', '2', '3', '4'}
     assert '| opencv_sgbm |' in realcheck.markdown(result, 1)
+
+
+def test_synthetic_boards_are_exact_planes_and_scored_like_the_real_board():
+    """Rendered boards (no opencv-doc needed): every board pixel lies on one plane (inverse depth is
+    affine in the pixel coordinates), the board covers at least a tenth of the view, and the mono
+    protocol scores a perfect prediction 0 and a constant map like the real board's baseline."""
+    samples = realcheck.synthetic_boards(3, seed=1, size=(120, 160), textures=None)
+    assert len(samples) == 3
+    for s in samples:
+        board = s['board']
+        assert board.mean() >= 0.05 and np.array_equal(board, np.isfinite(s['depth']))
+        ys, xs = np.nonzero(board)
+        design = np.c_[xs, ys, np.ones(len(xs))]
+        fit, *_ = np.linalg.lstsq(design, s['disparity'][board], rcond=None)
+        assert np.abs(design @ fit - s['disparity'][board]).max() < 1e-3 * s['disparity'][board].max()
+
+    class Oracle:    # the ground truth, found by the image it is handed
+        def __call__(self, image, fx):
+            s = next(s for s in samples if s['left'] is image)
+            return np.where(s['board'], s['depth'], 5.0).astype(np.float32)
+
+    scores, _ = realcheck.score_mono(Oracle(), samples)
+    assert scores['absrel_median'] < 1e-6 and scores['ssi_absrel'] < 1e-5
+    assert 0.0 < scores['const_absrel'] < 0.5 and 0.0 < scores['rows_ssi_absrel'] < 0.5

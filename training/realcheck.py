@@ -16,6 +16,8 @@ Scores (board region; a pixel without a prediction counts as bad):
 - mono: AbsRel after median scaling (vs a constant map, ``const_absrel``) and the MiDaS
   scale-and-shift-invariant AbsRel of disparity (inverse depth fitted to the ground truth's by
   least squares; vs the "lower rows are nearer" prior, disparity = row, ``rows_ssi_absrel``).
+  ``synthetic_boards`` renders boards with exact masks for the same mono protocol in-domain
+  (``--synthetic-boards N``): a network that fails there fails for want of skill, not of realism.
 
     depth-ros-realcheck --figure models/eval/real_check.jpg --update-card
 
@@ -28,7 +30,7 @@ import argparse
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
@@ -39,11 +41,14 @@ import numpy as np
 from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.metrics import MetricAccumulator, align, depth_metrics, stereo_metrics
 from depth_ros.model_card import DEFAULT_MONO, DEFAULT_STEREO, shipped_cards
-from depth_ros.synthetic import warp_right_to_left
+from depth_ros.synthetic import render_view, sample_views, warp_right_to_left
+from depth_ros.synthetic.sampler import BOX0, N_BOXES
+from depth_ros.synthetic.textures import CACHE as TEXTURE_CACHE, PhotoBank
 
 DATA_DIR = Path(os.environ.get('DEPTH_ROS_CALIB_DATA', '/usr/share/doc/opencv-doc/examples/data'))
 PATTERN = (9, 6)            # inner corners of the chessboard
 CARD_KEY = 'opencv_calib_board'
+BOARD_SLOT = BOX0 + N_BOXES - 1   # the scene slot of the board in content 'boards'
 OPENCV_RANGE = 256          # SGBM / BM disparities searched here (the board reaches ~205 px)
 _SUBPIX = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
 Sample = dict[str, Any]
@@ -162,6 +167,37 @@ def load_check(root: Path = DATA_DIR, names: Sequence[str] | None = None) -> tup
                         'fx': rig.fx, 'baseline': rig.baseline, 'fit_rms': fit_rms,
                         'dy': float(np.mean(np.abs(pl[:, 1] - pr[:, 1])))})
     return rig, samples
+
+
+def synthetic_boards(n: int = 48, seed: int = 555, size: tuple[int, int] = (240, 320),
+                     textures: Path | None = TEXTURE_CACHE) -> list[Sample]:
+    """The mono protocol's in-domain counterpart: renders of ``content='boards'`` (40-70 deg lenses)
+    whose board covers at least a tenth of the view, with the keys ``score_mono`` reads ('left',
+    'depth' m and 'disparity' 1/m, NaN off the board; 'board'; 'fx'; 'name'). The board mask is
+    exact: the pixels whose depth changes when the board (a sheet here) is taken out of the same
+    scene, 2 px eroded as on the real board. ``textures``:
+    the photo bank's folder (None, or a folder without photographs: procedural textures only)."""
+    bank = PhotoBank.load(textures) if textures else None
+    samples: list[Sample] = []
+    for chunk in range(max(1, n)):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, chunk]))
+        scene, view = sample_views(rng, 16, *size, hfov_deg=(40.0, 70.0), content='boards', photos=bank)
+        thin, valid = scene.size.copy(), scene.valid.copy()
+        thin[:, BOARD_SLOT, 2] = 1e-4                 # a sheet: no side faces inside the mask
+        valid[:, BOARD_SLOT] = False
+        depth, rgb = render_view(replace(scene, size=thin), **view)
+        without, _ = render_view(replace(scene, valid=valid), **view)
+        nearer = (np.isfinite(depth) & (depth < without)).astype(np.uint8)
+        for i in np.nonzero(nearer.mean((1, 2)) >= 0.1)[0]:
+            board = cv2.erode(nearer[i], np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                              borderValue=0).astype(bool)   # as the real board: 2 px in
+            z = np.where(board, depth[i], np.nan).astype(np.float32)
+            samples.append({'name': f'board{len(samples):03d}', 'board': board, 'depth': z, 'disparity': 1.0 / z,
+                            'fx': float(view['fx'][i]),
+                            'left': np.clip(np.rint(np.stack([c[i] for c in rgb], -1) * 255), 0, 255).astype(np.uint8)})
+            if len(samples) == n:
+                return samples
+    return samples
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -315,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument('--no-mono', action='store_true', help='stereo only')
     p.add_argument('--fusion', action='store_true', help="also every stereo network fused with SGBM (fusion='sgbm')")
     p.add_argument('--figure', type=Path, help='write the figure here (e.g. models/eval/real_check.jpg)')
+    p.add_argument('--synthetic-boards', type=int, default=0, metavar='N',
+                   help='also score the mono models with the same protocol on N rendered boards (content boards; '
+                        'the photo bank when rendered): the in-domain counterpart of the board')
     p.add_argument('--out', type=Path, help='write the scores as JSON here')
     p.add_argument('--update-card', action='store_true',
                    help=f"store the scores in each shipped model's card ({CARD_KEY})")
@@ -325,6 +364,12 @@ def main(argv: Sequence[str] | None = None) -> None:
           f'rectified vertical offset {np.mean([s["dy"] for s in samples]):.3f} px')
     result = run_check(samples, mono=not args.no_mono, fusion=args.fusion)
     print(markdown(result, len(samples)))
+    if args.synthetic_boards and not args.no_mono:
+        boards = synthetic_boards(args.synthetic_boards)
+        result['synthetic_boards'] = {card.name: score_mono(DepthEstimator(card.name), boards)[0]
+                                      for card in shipped_cards('mono')}
+        print(f'\nThe same mono protocol on {len(boards)} rendered boards:')
+        print(markdown({'stereo': {}, 'mono': result['synthetic_boards']}, len(boards)).split('\n', 4)[-1])
     if args.figure:
         from depth_ros.viz import write_image
         own = (lb for lb in result['stereo'] if re.fullmatch(rf'{DEFAULT_STEREO} s\d', lb))
@@ -335,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)
     if args.out:
-        scores = {'stereo': result['stereo'], 'mono': result['mono'], 'cards': entries}
+        scores = {'stereo': result['stereo'], 'mono': result['mono'], 'cards': entries,
+                  'synthetic_boards': result.get('synthetic_boards', {})}
         args.out.write_text(json.dumps(scores, indent=2) + '\n')
     if args.update_card:
         from .cli.evaluate import update_card

@@ -11,6 +11,10 @@ objects at real sizes, for ``sample_scenes(..., content='rich')``.
 - ``held_planes`` (``content='held'``: 'rich' plus this): a board, poster or book held 0.35-2 m
   in front of the camera, roughly facing it, covering a good part of the view: a near object
   against a far room, the layout the mono students got wrong on the real-camera board.
+- ``board_planes`` (``content='boards'``: 'rich' plus this): the same object posed as in a camera
+  calibration (larger, slanted up to 60 deg either way, any roll), half of them with a periodic pattern
+  (checker, grating, stripes): slant from perspective, where the students applied a "lower rows are
+  nearer" prior on the real-camera board whatever its slant.
 
 Coordinates: the room frame of ``sampler.py`` (camera at the origin, y down, the floor at y = h).
 """
@@ -128,18 +132,30 @@ def thin_structures(rng: np.random.Generator, h: np.ndarray, depth_far: np.ndarr
     return tuple(out)
 
 
-def held_planes(rng: np.random.Generator, n: int, prob: float = 0.7) -> tuple[np.ndarray, ...]:
+def held_planes(rng: np.random.Generator, n: int, prob: float = 0.7, *, distance: tuple[float, float] = (0.35, 2.0),
+                width: tuple[float, float] = (0.08, 0.3), tilt: float = 0.7, roll: float = 0.5
+                ) -> tuple[np.ndarray, ...]:
     """One flat box per scene with probability ``prob``, in the camera's frame (y down, z forward):
-    centre (n, 3) m, 0.35-2 m away within the central part of the view; rot (n, 3, 3), its normal
-    (local z) within ~40 deg of the optical axis; half size (n, 3) m, half width 0.08-0.3 of its
-    distance (0.05-0.45 m), 3-30 mm thick; valid (n,)."""
-    z = rng.uniform(0.35, 2.0, n)
+    centre (n, 3) m, ``distance`` m away within the central part of the view; rot (n, 3, 3), tilted
+    up to ``tilt`` rad about x and about y and rolled up to ``roll`` rad (defaults: the normal within
+    ~40 deg of the optical axis); half size (n, 3) m, half width ``width`` times its distance (at
+    most 0.45 m), 3-30 mm thick; valid (n,)."""
+    z = rng.uniform(*distance, n)
     center = np.stack([z * rng.uniform(-0.35, 0.35, n), z * rng.uniform(-0.3, 0.3, n), z], -1)
-    tilt_x, tilt_y, roll = rng.uniform(-0.7, 0.7, n), rng.uniform(-0.7, 0.7, n), rng.uniform(-0.5, 0.5, n)
-    cx, sx, cz, sz = np.cos(tilt_x), np.sin(tilt_x), np.cos(roll), np.sin(roll)
+    tilt_x, tilt_y, turn = rng.uniform(-tilt, tilt, n), rng.uniform(-tilt, tilt, n), rng.uniform(-roll, roll, n)
+    cx, sx, cz, sz = np.cos(tilt_x), np.sin(tilt_x), np.cos(turn), np.sin(turn)
     o, i = np.zeros(n), np.ones(n)
     rot_x = np.stack([i, o, o, o, cx, -sx, o, sx, cx], -1).reshape(n, 3, 3)
     rot = _yaw(tilt_y) @ rot_x @ np.stack([cz, -sz, o, sz, cz, o, o, o, i], -1).reshape(n, 3, 3)
-    width = np.clip(z * rng.uniform(0.08, 0.3, n), 0.05, 0.45)   # a tenth to a third of a 90 deg view
-    size = np.stack([width, width * rng.uniform(0.6, 1.4, n), np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))], -1)
+    half_width = np.clip(z * rng.uniform(*width, n), 0.05, 0.45)   # (0.08, 0.3): a tenth to a third of a 90 deg view
+    size = np.stack([half_width, half_width * rng.uniform(0.6, 1.4, n),
+                     np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))], -1)
     return center, rot, size, rng.random(n) < prob
+
+
+def board_planes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """``held_planes`` as in a calibration session (``content='boards'``): in 90 % of the scenes, 0.35-2.5 m
+    away, larger (half width 0.12-0.45 of the distance), slanted up to 60 deg about x and y and rolled
+    at any angle, so that its perspective (converging edges, shrinking pattern) is the cue to its
+    slant, not the rows it covers."""
+    return held_planes(rng, n, 0.9, distance=(0.35, 2.5), width=(0.12, 0.45), tilt=1.05, roll=np.pi)

@@ -19,14 +19,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .content import N_THIN, held_planes, real_sizes, thin_structures
+from .content import N_THIN, board_planes, held_planes, real_sizes, thin_structures
 from .render import full_windows
-from .scene import TEX_PHOTO, TEX_SHININESS, TEX_SPECULAR, Scene, assign_photos, sample_textures
+from .scene import (TEX_FREQ, TEX_PHOTO, TEX_SHININESS, TEX_SPECULAR, TEX_WEIGHTS, Scene, assign_photos,
+                    sample_textures)
 from .textures import PhotoBank
 from .xp import Array, namespace
 
 N_PLANES, N_BOXES, N_ELLIPSOIDS = 6, 10, 5
-CONTENTS = ('basic', 'rich', 'held')
+CONTENTS = ('basic', 'rich', 'held', 'boards')
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
 BOX0, ELL0 = N_PLANES, N_PLANES + N_BOXES
 DOME = N_PLANES + N_BOXES + N_ELLIPSOIDS - 1
@@ -93,8 +94,9 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     gives half of the resting boxes real-world sizes (furniture, doors, people, cars; see
     ``content.py``) and a quarter of the surfaces specular highlights; 'held' is 'rich' with, in 70 %
     of the scenes, the last box slot a flat object held 0.35-2 m before the camera (drawn after
-    the rest: the same seed gives the same 'rich' scene around it); 'basic' (the shipped models'
-    training and validation data) has none of these."""
+    the rest: the same seed gives the same 'rich' scene around it); 'boards' is 'rich' with, in 90 %,
+    that slot a larger, strongly slanted board (``board_planes``), half of them with a high-contrast
+    periodic pattern; 'basic' (the shipped models' training and validation data) has none of these."""
     if content not in CONTENTS:
         raise ValueError(f"content must be one of {', '.join(CONTENTS)}, not {content!r}")
     rich = content != 'basic'
@@ -184,14 +186,29 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     light = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, -0.2, n), rng.uniform(-1, 0.5, n)], -1)
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
     ambient = rng.uniform(0.35, 0.7, n)
-    if content == 'held':   # in the camera's frame (not turned), replacing the last regular box where drawn
+    if content in ('held', 'boards'):   # in the camera's frame (not turned), replacing the last regular box where drawn
         held = BOX0 + N_BOXES - 1
-        h_center, h_rot, h_size, h_valid = held_planes(rng, n)
+        h_center, h_rot, h_size, h_valid = (held_planes if content == 'held' else board_planes)(rng, n)
         for array, value in ((center, h_center), (rot, h_rot), (size, h_size), (valid, h_valid)):
             array[h_valid, held] = value[h_valid]
+        if content == 'boards':
+            periodic = h_valid & (rng.random(n) < 0.5)
+            texture[periodic, held] = periodic_textures(rng, int(periodic.sum()))
     return Scene(center=center.astype(np.float32), rot=rot.astype(np.float32), size=size.astype(np.float32),
                  valid=valid, texture=texture, light=light.astype(np.float32),
                  ambient=ambient.astype(np.float32), n_planes=N_PLANES, n_boxes=n_boxes, photos=photos)
+
+
+def periodic_textures(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, TEXTURE_PARAMS) high-contrast procedural textures dominated by one periodic pattern (a
+    grating, a checker or stripes; squares and bars 3-20 cm), a little value noise on top."""
+    tex = sample_textures(rng, (n,), scale=(5.0, 15.0), contrast=(0.5, 1.0))
+    weights = np.zeros((n, 4), np.float32)
+    weights[:, 0] = 0.1
+    weights[np.arange(n), rng.integers(1, 4, n)] = 0.9
+    tex[:, TEX_WEIGHTS] = weights
+    tex[:, TEX_FREQ] = rng.uniform(1.0, 3.0, n)
+    return tex
 
 
 def random_scene(seed: int, indoor_prob: float = 0.6, photos: PhotoBank | None = None, content: str = 'basic') -> Scene:

@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    'default: procedural textures only)')
     p.add_argument('--photo-prob', type=float, default=0.5,
                    help='share of surfaces showing a photograph (default: 0.5)')
-    p.add_argument('--content', choices=('basic', 'rich', 'held'), default='basic',
+    p.add_argument('--content', choices=('basic', 'rich', 'held', 'boards'), default='basic',
                    help='rich: thin rods, fences, rings and grids, objects at real sizes; held: rich + a flat '
-                        'object held 0.35-2 m before the camera in 70 %% of the scenes (default: basic)')
+                        'object held 0.35-2 m before the camera in 70 %% of the scenes; boards: rich + a larger '
+                        'board slanted up to 60 deg in 90 %%, half with a periodic pattern (default: basic)')
     return p
 
 

@@ -54,7 +54,7 @@ def _fixed_point(values: np.ndarray, scale: float, limit: float) -> np.ndarray:
 @dataclass(frozen=True)
 class Look:
     """How the scenes look: the camera's field of view range, the photo textures (``textures``: a
-    bank folder, '' for procedural textures only) and the content ('basic' | 'rich' | 'held', see
+    bank folder, '' for procedural textures only) and the content ('basic' | 'rich' | 'held' | 'boards', see
     ``depth_ros.synthetic.sample_scenes``)."""
 
     hfov: tuple[float, float] = (45.0, 100.0)   # degrees

@@ -15,13 +15,15 @@ from .pixel import ANYNET_STAGE_WEIGHTS, anynet_stage_loss, kd_pixel_loss, l1_lo
 from .rebalance import LossRebalancer
 from .registry import Loss, build_loss, list_losses, register_loss
 from .relative import kd_pairwise_loss, ranking_loss, sample_pairs
+from .shape import align_scale_shift, log_l1_loss, ssi_disparity_loss
 from .structure import (densedepth_loss, edge_aware_smoothness, edge_loss, gradient_loss, l1_ssim_smoothness_loss,
                         smooth_l1_edge_loss, sobel, ssim, ssim_loss)
 
 __all__ = [
-    'ANYNET_STAGE_WEIGHTS', 'SEED004_HEAD_WEIGHTS', 'Loss', 'LossRebalancer', 'anynet_stage_loss', 'build_loss',
+    'ANYNET_STAGE_WEIGHTS', 'SEED004_HEAD_WEIGHTS', 'Loss', 'LossRebalancer', 'align_scale_shift',
+    'anynet_stage_loss', 'build_loss',
     'densedepth_loss', 'edge_aware_smoothness', 'edge_loss', 'gradient_loss', 'kd_pairwise_loss', 'kd_pixel_loss',
-    'l1_loss', 'l1_ssim_smoothness_loss', 'list_losses', 'masked_mean', 'multi_head_loss', 'prepare',
+    'l1_loss', 'l1_ssim_smoothness_loss', 'list_losses', 'log_l1_loss', 'masked_mean', 'multi_head_loss', 'prepare',
     'ranking_loss', 'register_loss', 'resize_target', 'rmse_loss', 'sample_pairs', 'smooth_l1_edge_loss',
-    'smooth_l1_loss', 'sobel', 'ssim', 'ssim_loss', 'target_mask',
+    'smooth_l1_loss', 'sobel', 'ssi_disparity_loss', 'ssim', 'ssim_loss', 'target_mask',
 ]

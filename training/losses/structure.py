@@ -29,7 +29,7 @@ def forward_differences(x: Tensor) -> tuple[Tensor, Tensor]:
     return x[..., 1:] - x[..., :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def _pair_masks(mask: Tensor) -> tuple[Tensor, Tensor]:
+def pair_masks(mask: Tensor) -> tuple[Tensor, Tensor]:
     """Masks of forward differences whose two pixels are both valid."""
     return mask[..., 1:] & mask[..., :-1], mask[..., 1:, :] & mask[..., :-1, :]
 
@@ -62,7 +62,7 @@ def gradient_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> 
     """DenseDepth gradient term: mean |dx pred - dx gt| + mean |dy pred - dy gt| (forward
     differences, each mean over differences whose two pixels are valid)."""
     target, mask = prepare(pred, target, valid)
-    masks = _pair_masks(mask)
+    masks = pair_masks(mask)
     return sum(masked_mean((dp - dt).abs(), m)
                for dp, dt, m in zip(forward_differences(pred), forward_differences(target), masks))
 
@@ -123,7 +123,7 @@ def edge_aware_smoothness(pred: Tensor, image: Tensor, valid: Tensor | None = No
         pred = pred / pred.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     mask = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid.to(torch.bool)
     return sum(masked_mean(dp.abs() * torch.exp(-di.abs().mean(1, keepdim=True)), m)
-               for dp, di, m in zip(forward_differences(pred), forward_differences(image), _pair_masks(mask)))
+               for dp, di, m in zip(forward_differences(pred), forward_differences(image), pair_masks(mask)))
 
 
 @register_loss('l1_ssim_smoothness', needs=('image',))
