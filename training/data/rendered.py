@@ -41,7 +41,8 @@ from .base import Reader, Sample
 CHUNK = 8   # samples rendered per call (one batch of the numpy renderer)
 
 
-def _rgb8(channels: tuple[np.ndarray, ...], i: int) -> np.ndarray:
+def rgb8(channels: tuple[np.ndarray, ...], i: int) -> np.ndarray:
+    """Image ``i`` of a renderer's RGB (3 x (B, H, W) in [0, 1]) as (H, W, 3) uint8."""
     return np.clip(np.rint(np.stack([c[i] for c in channels], -1) * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -84,14 +85,14 @@ def _render_chunk(task: tuple[str, str, int, int, int, int, float, Look]) -> int
         baseline = nearest_baseline(share, fx, max_disparity)
         out = render_pair(scene, baseline=baseline, **view)
         for i in range(CHUNK):
-            np.savez(Path(root) / f'{start + i:06d}.npz', left=_rgb8(out['left'], i), right=_rgb8(out['right'], i),
+            np.savez(Path(root) / f'{start + i:06d}.npz', left=rgb8(out['left'], i), right=rgb8(out['right'], i),
                      disparity=_fixed_point(out['disparity'][i], 256.0, max_disparity),
                      disparity_right=_fixed_point(out['disparity_right'][i], 256.0, max_disparity),
                      fx=np.float32(fx[i]), baseline=np.float32(out['baseline'][i]))
     else:
         depth, rgb = render_view(scene, **view)
         for i in range(CHUNK):
-            np.savez(Path(root) / f'{start + i:06d}.npz', image=_rgb8(rgb, i),
+            np.savez(Path(root) / f'{start + i:06d}.npz', image=rgb8(rgb, i),
                      depth=_fixed_point(depth[i], 1000.0, 65.535), fx=np.float32(fx[i]))
     return CHUNK
 

@@ -41,7 +41,7 @@ def align_scale_shift(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     mx, my = (m * x).sum(dims) / n, (m * y).sum(dims) / n
     dx = torch.where(mask, x - mx.view(-1, 1, 1, 1), torch.zeros_like(x))
     var = (dx * dx).sum(dims)
-    cov = (dx * torch.where(mask, y, torch.zeros_like(y))).sum(dims)
+    cov = (dx * y).sum(dims)
     s = cov / var.clamp_min(1e-12)
     t = my - s * mx
     return s.view(-1, 1, 1, 1) * x + t.view(-1, 1, 1, 1)
