@@ -4,7 +4,7 @@ import pytest
 
 from depth_ros.synthetic import StereoCamera, random_scene, render_stereo, sample_scenes
 from depth_ros.synthetic.content import N_THIN, REAL_SIZES
-from depth_ros.synthetic.sampler import N_BOXES, N_ELLIPSOIDS, N_PLANES
+from depth_ros.synthetic.sampler import HELD, N_BOXES, N_ELLIPSOIDS, N_PLANES
 from depth_ros.synthetic.scene import TEX_WEIGHTS
 
 
@@ -36,7 +36,7 @@ def test_held_scenes_are_rich_scenes_with_a_near_flat_object_facing_the_camera()
     object 0.35-2 m ahead, facing the camera, that covers a good part of the view: rendered, it is
     the nearest surface and its depth obeys the plane it lies in."""
     rich, held = (sample_scenes(np.random.default_rng(2), 60, content=c) for c in ('rich', 'held'))
-    slot = N_PLANES + N_BOXES - 1
+    slot = HELD
     changed = ~np.isclose(rich.center, held.center).all(-1) | (rich.valid != held.valid)
     assert set(np.nonzero(changed)[1]) == {slot} and 0.5 < changed[:, slot].mean() < 0.9
     for key in ('texture', 'light', 'ambient'):
@@ -59,7 +59,7 @@ def test_board_scenes_pose_boards_as_in_a_calibration():
     """content 'boards': the same seed's 'rich' scene around a board in ~90 % of the scenes, 0.35-2.5 m
     ahead, slanted far more than 'held' (many beyond 40 deg), half of them with a periodic pattern."""
     rich, boards = (sample_scenes(np.random.default_rng(4), 200, content=c) for c in ('rich', 'boards'))
-    slot = N_PLANES + N_BOXES - 1
+    slot = HELD
     changed = ~np.isclose(rich.center, boards.center).all(-1) | (rich.valid != boards.valid)
     assert set(np.nonzero(changed)[1]) == {slot} and 0.8 < changed[:, slot].mean() < 0.97
     on = changed[:, slot]

@@ -42,7 +42,7 @@ from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.metrics import MetricAccumulator, align, depth_metrics, stereo_metrics
 from depth_ros.model_card import DEFAULT_MONO, DEFAULT_STEREO, shipped_cards
 from depth_ros.synthetic import render_view, sample_views, warp_right_to_left
-from depth_ros.synthetic.sampler import BOX0, N_BOXES
+from depth_ros.synthetic.sampler import HELD as BOARD_SLOT
 from depth_ros.synthetic.textures import CACHE as TEXTURE_CACHE, PhotoBank
 
 from .data.rendered import rgb8
@@ -50,7 +50,6 @@ from .data.rendered import rgb8
 DATA_DIR = Path(os.environ.get('DEPTH_ROS_CALIB_DATA', '/usr/share/doc/opencv-doc/examples/data'))
 PATTERN = (9, 6)            # inner corners of the chessboard
 CARD_KEY = 'opencv_calib_board'
-BOARD_SLOT = BOX0 + N_BOXES - 1   # the scene slot of the board in content 'boards'
 OPENCV_RANGE = 256          # SGBM / BM disparities searched here (the board reaches ~205 px)
 _SUBPIX = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
 Sample = dict[str, Any]

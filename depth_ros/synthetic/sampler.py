@@ -31,6 +31,7 @@ CONTENTS = ('basic', 'rich', 'held', 'boards')
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
 BOX0, ELL0 = N_PLANES, N_PLANES + N_BOXES
 DOME = N_PLANES + N_BOXES + N_ELLIPSOIDS - 1
+HELD = BOX0 + N_BOXES - 1   # the near flat object's slot in content 'held' and 'boards' (the last regular box)
 
 
 def _rot_x(a: np.ndarray) -> np.ndarray:
@@ -187,13 +188,12 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
     ambient = rng.uniform(0.35, 0.7, n)
     if content in ('held', 'boards'):   # in the camera's frame (not turned), replacing the last regular box where drawn
-        held = BOX0 + N_BOXES - 1
         h_center, h_rot, h_size, h_valid = (held_planes if content == 'held' else board_planes)(rng, n)
         for array, value in ((center, h_center), (rot, h_rot), (size, h_size), (valid, h_valid)):
-            array[h_valid, held] = value[h_valid]
+            array[h_valid, HELD] = value[h_valid]
         if content == 'boards':
             periodic = h_valid & (rng.random(n) < 0.5)
-            texture[periodic, held] = periodic_textures(rng, int(periodic.sum()))
+            texture[periodic, HELD] = periodic_textures(rng, int(periodic.sum()))
     return Scene(center=center.astype(np.float32), rot=rot.astype(np.float32), size=size.astype(np.float32),
                  valid=valid, texture=texture, light=light.astype(np.float32),
                  ambient=ambient.astype(np.float32), n_planes=N_PLANES, n_boxes=n_boxes, photos=photos)
