@@ -18,6 +18,7 @@ from depth_ros.model_card import load_card
 from depth_ros.training.cli import adapt, compare, evaluate, export, render, train
 from depth_ros.training.config import list_recipes
 from depth_ros.training.data import READERS, open_reader
+from depth_ros.training.data.rendered import render_dataset
 from depth_ros.training.evaluation import synthetic_samples
 from depth_ros.training.stream_setup import parse_source
 
@@ -104,6 +105,10 @@ def test_unknown_readers_and_missing_data_are_one_line_errors(tmp_path):
         compare.main(['--models', 'opencv_sgbm', '--data', 'nyu2:/x', '--out', str(tmp_path)])
     with pytest.raises(SystemExit, match=rf'^depth-ros-evaluate: --data kitti_stereo:{tmp_path}: .* is not a dir'):
         evaluate.main(['--model', 'opencv_sgbm', '--data', f'kitti_stereo:{tmp_path}'])
+    stereo = render_dataset(tmp_path / 'pairs', 'stereo', 8, (32, 64), workers=1)
+    with pytest.raises(SystemExit, match=r'^depth-ros-evaluate: --data rendered:.*: rendered holds stereo pairs, '
+                                         r'not mono images'):
+        evaluate.main(['--model', 'fastdepth', '--data', f'rendered:{stereo}', '--split', 'all'])
     with pytest.raises(SystemExit, match=r'^depth-ros-evaluate: --update-card stores the network alone'):
         evaluate.main(['--model', 'anynet_spn8', '--fusion', 'sgbm', '--update-card'])
     with pytest.raises(SystemExit, match=r"^depth-ros-train: unknown reader 'kitti'"):

@@ -265,6 +265,31 @@ def test_shape_losses_ignore_scale_and_match_numpy():
     assert ssi(garbage, depth, valid).item() == pytest.approx(ssi(pred, depth, valid).item(), rel=1e-5)
 
 
+
+def test_held_shape_is_the_objects_scale_invariant_log_error():
+    """held_shape scores the held object alone: 0 for any scale of the truth, blind to pixels off the
+    object and to images whose object is too small, and for a flat prediction (grad 0) it is the mean
+    |log gt - mean log gt| over the object, the constant map's error that median scaling leaves."""
+    g = torch.Generator().manual_seed(7)
+    rows = torch.linspace(0.0, 1.0, 16).view(1, 1, 16, 1).expand(2, 1, 16, 20)
+    depth = 1.0 / (0.5 + 0.5 * rows) + 0.01 * torch.rand(2, 1, 16, 20, generator=g)  # a slanted plane
+    held = torch.zeros_like(depth)
+    held[0, :, 4:12, 5:15] = 1.0
+    held[1, :, 0, 0] = 1.0                                    # 1 pixel: under min_share, not counted
+    loss = L.build_loss('held_shape')
+    assert loss(3.0 * depth, depth, held=held).item() < 1e-6
+    flat = torch.full_like(depth, 2.0)
+    log_gt = torch.log(depth[0, 0, 4:12, 5:15]).double().numpy()
+    expected = float(np.abs(log_gt - log_gt.mean()).mean())
+    level = L.build_loss({'name': 'held_shape', 'grad': 0.0})
+    assert level(flat, depth, held=held).item() == pytest.approx(expected, rel=1e-4)
+    garbage = flat.clone()
+    garbage[held < 0.5] = 1e-6
+    garbage[1] = 1e3
+    assert loss(garbage, depth, held=held).item() == pytest.approx(loss(flat, depth, held=held).item(), rel=1e-6)
+    assert loss(flat, depth, held=torch.zeros_like(depth)).item() == 0.0
+
+
 def _toy_cases():
     """(name, kwargs for build_loss, pred tensor, target, extra inputs) for every registered loss."""
     g = torch.Generator().manual_seed(3)
@@ -284,6 +309,7 @@ def _toy_cases():
               ('kd_pairwise', {'name': 'kd_pairwise', 'grid': [3, 3]}, torch.randn(2, 4, 6, 6, generator=g), feats, {}),
               ('anynet', {'name': 'anynet'}, [start * 10, start * 10], depth * 10, {}),
               ('kd_stages', {'name': 'kd_stages'}, [start * 10, start * 10], [depth * 10, depth * 10 - 5], {}),
+              ('held_shape', {'name': 'held_shape'}, start, depth, {'held': (image[:, :1] > 0.3).float()}),
               ('heads', {'name': 'densedepth', 'head_weights': [0.5, 0.25, 0.25]},
                [start, start[..., ::2, ::2], start[..., ::4, ::4]], depth, {})]
     return cases

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from depth_ros.training.data import open_reader
-from depth_ros.training.data.rendered import render_dataset
+from depth_ros.training.data.rendered import Look, render_dataset
 
 
 def test_stereo_render_reads_back_exact_geometry(tmp_path):
@@ -30,6 +30,37 @@ def test_mono_render_has_metric_depth_and_focal(tmp_path):
     s = reader[0]
     assert reader.kind == 'mono' and s['image'].shape == (48, 64, 3) and s['fx'] > 0
     assert 0.3 < np.nanmin(s['depth']) and np.nanmax(s['depth']) < 65.0
+
+
+
+def test_mono_boards_store_the_held_objects_pixels(tmp_path):
+    """Content 'boards' stores the board's pixels ('held'): present in most samples, a plane there
+    (inverse depth affine in the pixel coordinates) nearer than the scene behind; other contents and
+    renders written before the key existed read back all zeros."""
+    reader = open_reader('rendered', str(render_dataset(tmp_path / 'b', 'mono', 16, (48, 64), seed=4, workers=1,
+                                                        look=Look(content='boards'))))
+    shares = []
+    for i in range(len(reader)):
+        s = reader[i]
+        held = s['held'] > 0.5
+        assert s['held'].shape == s['depth'].shape and s['held'].dtype == np.float32
+        shares.append(held.mean())
+        inner = held & ~np.isnan(s['depth'])
+        if inner.sum() < 200:
+            continue
+        v, u = np.nonzero(inner)
+        a = np.c_[u, v, np.ones(len(u))]
+        inv = 1.0 / s['depth'][inner]
+        fit = a @ np.linalg.lstsq(a, inv, rcond=None)[0]
+        assert np.median(np.abs(fit - inv) / inv) < 0.01       # the board's face (its edges are the rest)
+    assert np.mean(np.array(shares) > 0) >= 0.5
+    basic = open_reader('rendered', str(render_dataset(tmp_path / 'm', 'mono', 8, (48, 64), seed=1, workers=1)))
+    assert not basic[0]['held'].any()
+    path = basic.items[0]
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != 'held'}
+    np.savez(path, **old)
+    assert not basic[0]['held'].any() and basic[0]['held'].shape == (48, 64)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

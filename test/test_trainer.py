@@ -268,3 +268,21 @@ def test_kd_stages_distils_every_stage_of_a_stereo_teacher(tmp_path):
     pair = torch.rand(2, 1, 3, 64, 128).unbind(0)
     assert len(shipped.all_stages(*pair)) == 4 and not shipped.training
 
+
+
+def test_held_shape_trains_on_board_renders_and_needs_their_masks(tmp_path):
+    """The board's pixels travel from the renders through resize, augmentation and batching to
+    held_shape (content 'boards'); a source without them is a clear error naming the input."""
+    from depth_ros.training.data.rendered import Look, render_dataset
+
+    root = render_dataset(tmp_path / 'boards', 'mono', 8, (64, 96), seed=4, workers=1, look=Look(content='boards'))
+    overrides = ['model.init=', 'model.freeze_bn=false', 'data.resize_to=[64, 96]', 'data.batch_size=7',
+                 'data.workers=0', 'data.val_batches=1', 'data.val_batch_size=2', 'log.eval_every=1000',
+                 'log.ckpt_every=1000', 'log.plots=false', f'log.out={tmp_path / "run"}', *QUIET]
+    trainer = Trainer(apply_overrides(load_recipe('mbv2_fbnet_board'), [f'data.source=rendered:{root}', *overrides]))
+    terms = trainer.train_step(1e-4)
+    assert terms['held'] > 0 and torch.isfinite(terms['loss'])
+    synthetic = Trainer(apply_overrides(load_recipe('mbv2_fbnet_board'),
+                                        ['data.source=synthetic', 'data.augment={}', *overrides]))
+    with pytest.raises(KeyError, match="loss 'held_shape' needs the batch input\\(s\\) \\['held'\\]"):
+        synthetic.train_step(1e-4)

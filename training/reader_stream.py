@@ -31,7 +31,7 @@ from .stream_setup import make_augment, stream_seed
 
 VAL_FRACTION, SPLIT_SEED = 0.1, 20240917
 Sample = dict[str, Any]
-KEEP = {'mono': ('image', 'depth', 'pairs'), 'stereo': ('left', 'right', 'disparity', 'disparity_right')}
+KEEP = {'mono': ('image', 'depth', 'pairs', 'held'), 'stereo': ('left', 'right', 'disparity', 'disparity_right')}
 
 
 def split_indices(n: int, split: str) -> list[int]:
@@ -191,4 +191,6 @@ def reader_samples(name: str, path: str, kind: str, n: int, split: str) -> list[
         out.append(sample)
     if kind == 'stereo' and out and 'left' not in out[0]:
         raise ValueError(f'{name} is not a stereo dataset')
+    if kind == 'mono' and out and 'image' not in out[0]:
+        raise ValueError(f'{name} holds stereo pairs, not mono images with depth (depth-ros-render mono ...)')
     return out

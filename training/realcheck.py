@@ -42,7 +42,7 @@ from depth_ros.inference import DepthEstimator, StereoEstimator
 from depth_ros.metrics import MetricAccumulator, align, depth_metrics, stereo_metrics
 from depth_ros.model_card import DEFAULT_MONO, DEFAULT_STEREO, shipped_cards
 from depth_ros.synthetic import render_view, sample_views, warp_right_to_left
-from depth_ros.synthetic.sampler import HELD as BOARD_SLOT
+from depth_ros.synthetic.sampler import HELD as BOARD_SLOT, held_mask
 from depth_ros.synthetic.textures import CACHE as TEXTURE_CACHE, PhotoBank
 
 from .data.rendered import rgb8
@@ -183,12 +183,11 @@ def synthetic_boards(n: int = 48, seed: int = 555, size: tuple[int, int] = (240,
     for chunk in range(max(1, n)):   # 16 scenes a chunk, most with a board that large: ends long before
         rng = np.random.default_rng(np.random.SeedSequence([seed, chunk]))
         scene, view = sample_views(rng, 16, *size, hfov_deg=(40.0, 70.0), content='boards', photos=bank)
-        thin, valid = scene.size.copy(), scene.valid.copy()
+        thin = scene.size.copy()
         thin[:, BOARD_SLOT, 2] = 1e-4                 # a sheet: no side faces inside the mask
-        valid[:, BOARD_SLOT] = False
-        depth, rgb = render_view(replace(scene, size=thin), **view)
-        without, _ = render_view(replace(scene, valid=valid), **view)
-        nearer = (np.isfinite(depth) & (depth < without)).astype(np.uint8)
+        scene = replace(scene, size=thin)
+        depth, rgb = render_view(scene, **view)
+        nearer = held_mask(scene, view, depth).astype(np.uint8)
         for i in np.nonzero(nearer.mean((1, 2)) >= 0.1)[0]:
             board = cv2.erode(nearer[i], np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT,
                               borderValue=0).astype(bool)   # as the real board: 2 px in

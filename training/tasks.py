@@ -220,6 +220,10 @@ class MonoTask(Task):
               batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One loss on the prediction heads (all with head weights, else the final one, resized
         to the target through a single-head weighting when the sizes differ)."""
+        missing = [k for k in loss.needs if k not in batch]
+        if missing:
+            raise KeyError(f"loss {loss.name!r} needs the batch input(s) {missing}, which data.source does not "
+                           f"provide (e.g. 'held': mono renders of content held or boards)")
         inputs = {k: batch[k] for k in loss.needs}
         heads = list(pred) if isinstance(pred, (list, tuple)) else [pred]
         if loss.head_weights is None:

@@ -14,13 +14,14 @@ least ~0.5 m from the camera; depths stay roughly within 0.5-20 m.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from collections.abc import Callable
 
 import numpy as np
 
 from .content import N_THIN, board_planes, held_planes, real_sizes, thin_structures
-from .render import full_windows
+from .render import full_windows, render_view
 from .scene import (TEX_FREQ, TEX_PHOTO, TEX_SHININESS, TEX_SPECULAR, TEX_WEIGHTS, Scene, assign_photos,
                     sample_textures)
 from .textures import PhotoBank
@@ -240,6 +241,16 @@ def sample_views(rng: np.random.Generator, n: int, height: int, width: int, *, i
                 rot=np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)), height=height, width=width,
                 windows=full_windows(scene, height, width))
     return scene, view
+
+
+def held_mask(scene: Scene, view: dict[str, Any], depth: np.ndarray) -> np.ndarray:
+    """(B, H, W) bool: the pixels of ``depth`` (``render_view(scene, **view)``'s, m) that show the held
+    object (content 'held' / 'boards'), i.e. whose depth grows when it is taken out of the scene; all
+    False in a scene without one. Costs a second render (numpy)."""
+    valid = scene.valid.copy()
+    valid[:, HELD] = False
+    without, _ = render_view(replace(scene, valid=valid), **view)
+    return np.isfinite(depth) & (depth < without)
 
 
 def nearest_baseline(share: Array, fx: Array, max_disparity: float,

@@ -28,7 +28,7 @@ from depth_ros.synthetic.xp import Array, asarray, is_numpy, mean_keepdims, name
 
 IMAGE_KEYS = ('image', 'left', 'right')
 MAP_KEYS = ('depth', 'depth_right', 'disparity', 'disparity_right', 'valid', 'valid_right',
-            'occlusion', 'occlusion_right', 'depth_metric')
+            'occlusion', 'occlusion_right', 'depth_metric', 'held')
 # stereo keys of the left view and their right-view counterparts
 STEREO_PAIRS = (('left', 'right'), ('disparity', 'disparity_right'), ('depth', 'depth_right'),
                 ('valid', 'valid_right'), ('occlusion', 'occlusion_right'))

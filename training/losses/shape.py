@@ -9,6 +9,10 @@ losses weigh every pixel by its relative error:
   ``1 / pred`` is fitted to ``1 / gt`` by least squares (scale s, shift t, closed form, differentiable),
   then mean |s / pred + t - 1 / gt| / mean(1 / gt) (per image); plus, weighted by ``grad``, MiDaS'
   gradient matching of that residual at ``scales`` scales.
+- ``held_shape``: the shape of the held object alone (content 'held' / 'boards', whose renders store
+  its pixels as the batch input 'held'): log pred - log gt minus its mean over the object, mean |.|
+  plus ``grad`` x its forward differences. Scale-invariant but not shift-invariant, as the
+  evaluation's median scaling: a board must be as slanted as it is, not only in the right direction.
 
 ``pred``/``target`` (B, 1, H, W) depth (m, > 0), ``valid`` optional bool mask.
 """
@@ -23,12 +27,17 @@ from .structure import pair_masks, forward_differences
 MIN_DEPTH = 1e-3   # m: predictions are clamped here before log or inverse
 
 
+def log_ratio(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """log pred - log target on ``mask``, 0 elsewhere (no NaN or inf anywhere)."""
+    log_target = torch.log(torch.where(mask, target, torch.ones_like(target)))
+    return torch.where(mask, torch.log(pred.clamp_min(MIN_DEPTH)) - log_target, torch.zeros_like(target))
+
+
 @register_loss('log_l1')
 def log_l1_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
     """Mean |log pred - log target| over valid pixels (relative error, unitless)."""
     target, mask = prepare(pred, target, valid)
-    log_target = torch.log(torch.where(mask, target, torch.ones_like(target)))
-    return masked_mean((torch.log(pred.clamp_min(MIN_DEPTH)) - log_target).abs(), mask)
+    return masked_mean(log_ratio(pred, target, mask).abs(), mask)
 
 
 def align_scale_shift(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -69,3 +78,19 @@ def ssi_disparity_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None
         loss = loss + grad / scales * sum(masked_mean(d.abs(), pm)
                                           for d, pm in zip(forward_differences(r), pair_masks(keep)))
     return loss
+
+
+@register_loss('held_shape', needs=('held',))
+def held_shape_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None, *, held: Tensor,
+                    min_share: float = 0.03, grad: float = 0.5) -> Tensor:
+    """Scale-invariant log error on the held object (see the module doc); ``held`` (B, 1, H, W) its
+    0/1 map. Images whose object covers under ``min_share`` of the view do not count (0 if none does)."""
+    target, mask = prepare(pred, target, valid)
+    mask = mask & (held > 0.5)
+    share = mask.flatten(1).float().mean(1)
+    mask = mask & (share >= min_share).view(-1, 1, 1, 1)
+    r = log_ratio(pred, target, mask)
+    n = mask.flatten(1).sum(1).clamp_min(1).view(-1, 1, 1, 1)
+    r = torch.where(mask, r - r.sum((1, 2, 3), keepdim=True) / n, torch.zeros_like(r))
+    return masked_mean(r.abs(), mask) + grad * sum(masked_mean(d.abs(), pm)
+                                                   for d, pm in zip(forward_differences(r), pair_masks(mask)))
