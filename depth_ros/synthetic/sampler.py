@@ -29,6 +29,7 @@ from .xp import Array, namespace
 
 N_PLANES, N_BOXES, N_ELLIPSOIDS = 6, 10, 5
 CONTENTS = ('basic', 'rich', 'held', 'boards')
+HELD_CONTENTS = ('held', 'boards')   # the contents with a held object (in slot HELD)
 FLOOR, CEILING, BACK, LEFT, RIGHT, HILL = range(N_PLANES)
 BOX0, ELL0 = N_PLANES, N_PLANES + N_BOXES
 DOME = N_PLANES + N_BOXES + N_ELLIPSOIDS - 1
@@ -188,7 +189,7 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     light = np.stack([rng.uniform(-1, 1, n), rng.uniform(-1, -0.2, n), rng.uniform(-1, 0.5, n)], -1)
     light /= np.linalg.norm(light, axis=-1, keepdims=True)
     ambient = rng.uniform(0.35, 0.7, n)
-    if content in ('held', 'boards'):   # in the camera's frame (not turned), replacing the last regular box where drawn
+    if content in HELD_CONTENTS:   # in the camera's frame (not turned), replacing the last regular box where drawn
         h_center, h_rot, h_size, h_valid = (held_planes if content == 'held' else board_planes)(rng, n)
         for array, value in ((center, h_center), (rot, h_rot), (size, h_size), (valid, h_valid)):
             array[h_valid, HELD] = value[h_valid]

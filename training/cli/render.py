@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from depth_ros.synthetic.sampler import CONTENTS
 from depth_ros.synthetic.textures import CACHE, collect
 
 from . import import_training, parser
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    'default: procedural textures only)')
     p.add_argument('--photo-prob', type=float, default=0.5,
                    help='share of surfaces showing a photograph (default: 0.5)')
-    p.add_argument('--content', choices=('basic', 'rich', 'held', 'boards'), default='basic',
+    p.add_argument('--content', choices=CONTENTS, default='basic',
                    help='rich: thin rods, fences, rings and grids, objects at real sizes; held: rich + a flat '
                         'object held 0.35-2 m before the camera in 70 %% of the scenes; boards: rich + a larger '
                         'board slanted up to 60 deg in 90 %%, half with a periodic pattern (default: basic)')

@@ -7,7 +7,7 @@ with crops and augmentation is far cheaper. Each sample is one ``.npz`` file:
 - stereo: 'left', 'right' (H, W, 3) uint8 RGB; 'disparity', 'disparity_right' uint16 px * 256
   (0 = invalid: nothing hit or beyond max_disparity); 'fx', 'baseline';
 - mono: 'image'; 'depth' uint16 mm (0 = invalid); 'fx'; 'held' the held object's pixels (content
-  'held' / 'boards'; bits packed along rows; read as a float 0/1 map, zeros for older renders).
+  'held' / 'boards' only; bits packed along rows; read as a float 0/1 map, zeros without it).
 
 The reader (``rendered:<folder>`` in training recipes) returns the usual float samples with NaN
 invalid, so mono training converts to the canonical camera with each sample's fx.
@@ -35,13 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from depth_ros.synthetic import nearest_baseline, render_pair, render_view, sample_views
-from depth_ros.synthetic.sampler import held_mask
+from depth_ros.synthetic.sampler import HELD_CONTENTS, held_mask
 from depth_ros.synthetic.textures import PhotoBank
 
 from .base import Reader, Sample
 
 CHUNK = 8   # samples rendered per call (one batch of the numpy renderer)
-HELD_CONTENTS = ('held', 'boards')   # contents with a held object: mono samples store its mask
 
 
 def rgb8(channels: tuple[np.ndarray, ...], i: int) -> np.ndarray:
@@ -94,11 +93,11 @@ def _render_chunk(task: tuple[str, str, int, int, int, int, float, Look]) -> int
                      fx=np.float32(fx[i]), baseline=np.float32(out['baseline'][i]))
     else:
         depth, rgb = render_view(scene, **view)
-        held = held_mask(scene, view, depth) if look.content in HELD_CONTENTS else np.zeros(depth.shape, bool)
+        held = held_mask(scene, view, depth) if look.content in HELD_CONTENTS else None
         for i in range(CHUNK):
+            extra = {} if held is None else {'held': np.packbits(held[i], axis=-1)}
             np.savez(Path(root) / f'{start + i:06d}.npz', image=rgb8(rgb, i),
-                     depth=_fixed_point(depth[i], 1000.0, 65.535), fx=np.float32(fx[i]),
-                     held=np.packbits(held[i], axis=-1))
+                     depth=_fixed_point(depth[i], 1000.0, 65.535), fx=np.float32(fx[i]), **extra)
     return CHUNK
 
 
