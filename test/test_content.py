@@ -38,15 +38,17 @@ def test_held_scenes_are_rich_scenes_with_a_near_flat_object_facing_the_camera()
     rich, held = (sample_scenes(np.random.default_rng(2), 60, content=c) for c in ('rich', 'held'))
     slot = HELD
     changed = ~np.isclose(rich.center, held.center).all(-1) | (rich.valid != held.valid)
-    assert set(np.nonzero(changed)[1]) == {slot} and 0.5 < changed[:, slot].mean() < 0.9
+    moved = ~np.isclose(rich.center, held.center).all(-1)
+    assert set(np.nonzero(changed)[1]) == {slot} and 0.5 < moved[:, slot].mean() < 0.9
+    np.testing.assert_array_equal(held.valid[:, slot], moved[:, slot])   # no held object: the slot is empty
     for key in ('texture', 'light', 'ambient'):
         np.testing.assert_array_equal(rich.arrays()[key], held.arrays()[key])
-    c, size, normal = held.center[changed[:, slot], slot], held.size[changed[:, slot], slot], \
-        held.rot[changed[:, slot], slot][..., 2]
+    c, size, normal = held.center[moved[:, slot], slot], held.size[moved[:, slot], slot], \
+        held.rot[moved[:, slot], slot][..., 2]
     assert (c[:, 2] > 0.3).all() and (c[:, 2] < 2.1).all() and (size[:, 2] < 0.031).all()
     assert (np.abs(normal[:, 2]) > np.cos(np.radians(60))).all()      # faces the camera
     cam = StereoCamera(160, 120, 100.0, 100.0, 79.5, 59.5, 0.1)
-    i = int(np.argmax(changed[:, slot] & (np.abs(held.center[:, slot, :2]).max(-1) < 0.2 * held.center[:, slot, 2])))
+    i = int(np.argmax(moved[:, slot] & (np.abs(held.center[:, slot, :2]).max(-1) < 0.2 * held.center[:, slot, 2])))
     depth = render_stereo(held.map(lambda a: a[i:i + 1]), cam)['depth']
     v, u = np.mgrid[:120, :160]
     rays = np.stack([(u - 79.5) / 100.0, (v - 59.5) / 100.0, np.ones_like(depth)], -1)
@@ -61,8 +63,9 @@ def test_board_scenes_pose_boards_as_in_a_calibration():
     rich, boards = (sample_scenes(np.random.default_rng(4), 200, content=c) for c in ('rich', 'boards'))
     slot = HELD
     changed = ~np.isclose(rich.center, boards.center).all(-1) | (rich.valid != boards.valid)
-    assert set(np.nonzero(changed)[1]) == {slot} and 0.8 < changed[:, slot].mean() < 0.97
-    on = changed[:, slot]
+    on = ~np.isclose(rich.center[:, slot], boards.center[:, slot]).all(-1)
+    assert set(np.nonzero(changed)[1]) == {slot} and 0.8 < on.mean() < 0.97
+    np.testing.assert_array_equal(boards.valid[:, slot], on)   # no board: the slot is empty
     depth = boards.center[on, slot, 2]
     assert depth.min() > 0.35 and depth.max() < 2.5
     slant = np.degrees(np.arccos(np.abs(boards.rot[on, slot][..., 2, 2])))

@@ -191,8 +191,9 @@ def sample_scenes(rng: np.random.Generator, n: int, indoor_prob: float = 0.6, ph
     ambient = rng.uniform(0.35, 0.7, n)
     if content in HELD_CONTENTS:   # in the camera's frame (not turned), replacing the last regular box where drawn
         h_center, h_rot, h_size, h_valid = (held_planes if content == 'held' else board_planes)(rng, n)
-        for array, value in ((center, h_center), (rot, h_rot), (size, h_size), (valid, h_valid)):
+        for array, value in ((center, h_center), (rot, h_rot), (size, h_size)):
             array[h_valid, HELD] = value[h_valid]
+        valid[:, HELD] = h_valid   # no held object: the slot stays empty (not the regular box it replaces)
         if content == 'boards':
             periodic = h_valid & (rng.random(n) < 0.5)
             texture[periodic, HELD] = periodic_textures(rng, int(periodic.sum()))
