@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from depth_ros.synthetic import (StereoCamera, box, make_scene, plane, pose_matrix, random_scene, rectangle,
-                                 render_stereo, render_view, sample_scenes, sphere, warp_right_to_left)
+                                 render_stereo, render_view, sample_scenes, sample_views, sphere, warp_right_to_left)
 from depth_ros.synthetic.raycast import camera_rays, nearest_hit, slot_windows
+from depth_ros.synthetic.sampler import held_mask
 
 CAM = StereoCamera(width=96, height=72, fx=80.0, fy=82.0, cx=47.3, cy=35.6, baseline=0.2)
 
@@ -154,6 +155,21 @@ def test_numpy_and_torch_render_the_same(content, seed):
     assert diff.max() < 1e-3 and np.mean(diff > 1 / 255) < 1e-3
 
 
+def test_held_mask_is_the_same_on_numpy_and_torch():
+    """The held board's pixels (content 'boards'), as the renders store them and the torch source
+    emits them: nearer than the scene without the board, in most scenes, the same on both renderers."""
+    torch = pytest.importorskip('torch')
+    rng = np.random.default_rng(5)
+    scene, view = sample_views(rng, 6, 48, 64, hfov_deg=(40.0, 70.0), content='boards')
+    mask_np = held_mask(scene, view, render_view(scene, **view)[0])
+    as_t = torch.as_tensor
+    view_t = {k: as_t(v) if isinstance(v, np.ndarray) else v for k, v in view.items()}
+    scene_t = scene.map(as_t)
+    mask_t = held_mask(scene_t, view_t, render_view(scene_t, **view_t)[0])
+    assert mask_t.dtype == torch.bool and np.mean(mask_t.numpy() != mask_np) < 1e-3
+    assert (mask_np.mean((1, 2)) > 0.01).sum() >= 4
+
+
 def test_seeds_are_deterministic():
     a, b = render_stereo(random_scene(7), CAM), render_stereo(random_scene(7), CAM)
     for key in a:
@@ -213,4 +229,7 @@ def test_synthetic_mono_canonical_depth(torch_synth):
     batch = source.next_batch(2)
     assert batch['image'].shape == (2, 3, 48, 64) and batch['depth'].shape == (2, 1, 48, 64)
     torch.testing.assert_close(batch['depth'] * batch['fx'][:, None, None, None] / 100.0, batch['depth_metric'])
-    assert batch['valid'].all() and math.isclose(batch['f_canonical'], 100.0)
+    assert batch['valid'].all() and math.isclose(batch['f_canonical'], 100.0) and 'held' not in batch
+    boards = synth.SyntheticMono(48, 64, 'cpu', seed=2, content='boards').next_batch(4)
+    held = boards['held']   # the board's pixels, as in renders of content boards
+    assert held.shape == (4, 1, 48, 64) and set(held.unique().tolist()) <= {0.0, 1.0} and held.sum() > 0

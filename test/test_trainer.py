@@ -285,4 +285,26 @@ def test_held_shape_trains_on_board_renders_and_needs_their_masks(tmp_path):
     synthetic = Trainer(apply_overrides(load_recipe('mbv2_fbnet_board'),
                                         ['data.source=synthetic', 'data.augment={}', *overrides]))
     with pytest.raises(KeyError, match="loss 'held_shape' needs the batch input\\(s\\) \\['held'\\]"):
-        synthetic.train_step(1e-4)
+        synthetic.train_step(1e-4)   # content 'basic': no held object
+    online = Trainer(apply_overrides(load_recipe('mbv2_fbnet_board'), ['data.source=synthetic', 'data.augment={}',
+                                                                       'data.content=boards', *overrides]))
+    terms = online.train_step(1e-4)   # rendered on the fly, masks included
+    assert terms['held'] > 0 and torch.isfinite(terms['loss'])
+
+
+def test_synthetic_source_takes_content_lenses_and_photographs(tmp_path, monkeypatch):
+    """data.content / data.hfov / data.textures reach the on-the-fly renderer; photographs from an
+    empty cache are a clear error naming the command that fills it."""
+    from depth_ros.training import streams
+
+    cfg = apply_overrides(load_recipe('mbv2_fbnet_board_online'), ['data.content=rich', 'data.hfov=[20, 60]',
+                                                                   'data.textures=false'])
+    engine = streams.synthetic_engine(cfg, 'mono', torch.device('cpu'), 0)
+    assert engine.content == 'rich' and engine.hfov_deg == (20.0, 60.0) and engine.photos is None
+    fov = 2 * np.degrees(np.arctan(0.5 * cfg.data.width / engine.next_batch(8)['fx'].numpy()))
+    assert fov.min() >= 20.0 - 1e-3 and fov.max() <= 60.0 + 1e-3
+    monkeypatch.setattr(streams, 'CACHE', tmp_path / 'empty')
+    streams.photo_bank.cache_clear()
+    with pytest.raises(FileNotFoundError, match='depth-ros-render textures'):
+        streams.synthetic_engine(apply_overrides(cfg, ['data.textures=true']), 'mono', torch.device('cpu'), 0)
+    streams.photo_bank.cache_clear()

@@ -45,6 +45,9 @@ class DataConfig:
     width: int = 512
     batch_size: int = 8                # per process
     max_disparity: float = 192.0       # stereo: largest disparity rendered / supervised, px
+    content: str = 'basic'             # source 'synthetic': scene content (basic | rich | held | boards)
+    hfov: list = field(default_factory=lambda: [45.0, 100.0])  # source 'synthetic': lens range, degrees
+    textures: bool = False             # source 'synthetic': photographs (cache: depth-ros-render textures)
     f_canonical: float = 0.0           # mono: focal (px) of the camera depth is expressed in (0: each camera's own)
     epoch_size: int = 20000            # samples per "epoch" (schedules, rebalancing); readers: 0 = one pass
     resize: float = 1.0                # readers: scale samples by this before the random crop

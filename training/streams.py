@@ -13,11 +13,14 @@ with the same per-batch seed.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from depth_ros.synthetic.textures import CACHE, PhotoBank
 
 from .config import TrainConfig
 from .data.augment import Augment
@@ -28,12 +31,24 @@ from .tasks import sample_depth_pairs
 Batch = dict[str, Any]
 
 
+@lru_cache(maxsize=2)
+def photo_bank(device: str) -> PhotoBank:
+    """The texture cache's photographs on ``device``, loaded once per process (engines share it)."""
+    bank = PhotoBank.load(CACHE)
+    if bank is None:
+        raise FileNotFoundError(f'data.textures: no photographs in {CACHE}: run depth-ros-render textures first')
+    return PhotoBank(torch.as_tensor(bank.texels, device=device), bank.size, bank.count)
+
+
 def synthetic_engine(cfg: TrainConfig, kind: str, device: torch.device, seed: int) -> SyntheticStereo | SyntheticMono:
-    """The renderer for ``kind`` at the training size (photometric jitter is done by Augment)."""
+    """The renderer for ``kind`` at the training size with ``data.content``, ``data.hfov`` and (if
+    ``data.textures``) the photographs (photometric jitter is done by Augment)."""
     d = cfg.data
+    look = dict(photometric=None, content=d.content, hfov_deg=(float(d.hfov[0]), float(d.hfov[1])),
+                photos=photo_bank(str(device)) if d.textures else None)
     if kind == 'stereo':
-        return SyntheticStereo(d.height, d.width, device, seed, d.max_disparity, photometric=None)
-    return SyntheticMono(d.height, d.width, device, seed, d.f_canonical or None, photometric=None)
+        return SyntheticStereo(d.height, d.width, device, seed, d.max_disparity, **look)
+    return SyntheticMono(d.height, d.width, device, seed, d.f_canonical or None, **look)
 
 
 class SyntheticStream:

@@ -245,14 +245,15 @@ def sample_views(rng: np.random.Generator, n: int, height: int, width: int, *, i
     return scene, view
 
 
-def held_mask(scene: Scene, view: dict[str, Any], depth: np.ndarray) -> np.ndarray:
+def held_mask(scene: Scene, view: dict[str, Any], depth: Array) -> Array:
     """(B, H, W) bool: the pixels of ``depth`` (``render_view(scene, **view)``'s, m) that show the held
     object (content 'held' / 'boards'), i.e. whose depth grows when it is taken out of the scene; all
-    False in a scene without one. Costs a second render (numpy)."""
-    valid = scene.valid.copy()
+    False in a scene without one. Costs a second render (numpy or torch, as ``depth``)."""
+    xp = namespace(depth)
+    valid = scene.valid.copy() if xp is np else scene.valid.clone()
     valid[:, HELD] = False
     without, _ = render_view(replace(scene, valid=valid), **view)
-    return np.isfinite(depth) & (depth < without)
+    return xp.isfinite(depth) & (depth < without)
 
 
 def nearest_baseline(share: Array, fx: Array, max_disparity: float,

@@ -13,7 +13,8 @@ the batch), everything per pixel runs on ``device``.
   every left disparity stays below ``max_disparity``.
 - ``SyntheticMono``: 'image' (B, 3, H, W); 'depth' (B, 1, H, W) in the CANONICAL camera,
   depth * f_canonical / fx (so one network serves any focal length); 'depth_metric' (m);
-  'valid'; 'fx' (B,); 'f_canonical' (float).
+  'valid'; 'fx' (B,); 'f_canonical' (float); with content 'held' / 'boards' also 'held' (B, 1, H, W)
+  float 0/1, the held object's pixels (``sampler.held_mask``, a second render), as the renders store.
 
 ``next_batch`` draws from the training stream (seeded); ``validation_batches`` is a fixed
 held-out set from its own seed, without photometric jitter; ``dataset`` wraps the stream as an
@@ -31,6 +32,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from depth_ros.synthetic import nearest_baseline, render_pair, render_view, sample_views
+from depth_ros.synthetic.sampler import HELD_CONTENTS, held_mask
 from depth_ros.synthetic.scene import Scene
 from depth_ros.synthetic.textures import PhotoBank
 
@@ -147,6 +149,8 @@ class SyntheticMono(_SyntheticSource):
         canonical = depth * (self.f_canonical / up['fx'])[:, None, None, None]
         batch: Batch = {'image': torch.stack(rgb, 1), 'depth': canonical, 'depth_metric': depth,
                         'valid': torch.isfinite(depth), 'fx': up['fx'], 'f_canonical': self.f_canonical}
+        if self.content in HELD_CONTENTS:
+            batch['held'] = held_mask(scene, view, depth[:, 0])[:, None].float()
         return batch if photometric is None else photometric(batch, rng)
 
 
