@@ -304,7 +304,7 @@ def test_synthetic_source_takes_content_lenses_and_photographs(tmp_path, monkeyp
     fov = 2 * np.degrees(np.arctan(0.5 * cfg.data.width / engine.next_batch(8)['fx'].numpy()))
     assert fov.min() >= 20.0 - 1e-3 and fov.max() <= 60.0 + 1e-3
     monkeypatch.setattr(streams, 'CACHE', tmp_path / 'empty')
-    streams.photo_bank.cache_clear()
+    streams.device_bank.cache_clear()
     with pytest.raises(FileNotFoundError, match='depth-ros-render textures'):
         streams.synthetic_engine(apply_overrides(cfg, ['data.textures=true']), 'mono', torch.device('cpu'), 0)
-    streams.photo_bank.cache_clear()
+    streams.device_bank.cache_clear()

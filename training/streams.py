@@ -24,6 +24,7 @@ from depth_ros.synthetic.textures import CACHE, PhotoBank
 
 from .config import TrainConfig
 from .data.augment import Augment
+from .data.rendered import load_bank
 from .data.synth import SyntheticMono, SyntheticStereo
 from .stream_setup import make_augment, parse_source, stream_seed
 from .tasks import sample_depth_pairs
@@ -32,11 +33,10 @@ Batch = dict[str, Any]
 
 
 @lru_cache(maxsize=2)
-def photo_bank(device: str) -> PhotoBank:
-    """The texture cache's photographs on ``device``, loaded once per process (engines share it)."""
-    bank = PhotoBank.load(CACHE)
-    if bank is None:
-        raise FileNotFoundError(f'data.textures: no photographs in {CACHE}: run depth-ros-render textures first')
+def device_bank(device: str) -> PhotoBank:
+    """The texture cache's photographs (``load_bank``) on ``device``, once per process: the engine made
+    for every batch uses these texels as they are instead of copying them to the device again."""
+    bank = load_bank(str(CACHE))
     return PhotoBank(torch.as_tensor(bank.texels, device=device), bank.size, bank.count)
 
 
@@ -45,7 +45,7 @@ def synthetic_engine(cfg: TrainConfig, kind: str, device: torch.device, seed: in
     ``data.textures``) the photographs (photometric jitter is done by Augment)."""
     d = cfg.data
     look = dict(photometric=None, content=d.content, hfov_deg=(float(d.hfov[0]), float(d.hfov[1])),
-                photos=photo_bank(str(device)) if d.textures else None)
+                photos=device_bank(str(device)) if d.textures else None)
     if kind == 'stereo':
         return SyntheticStereo(d.height, d.width, device, seed, d.max_disparity, **look)
     return SyntheticMono(d.height, d.width, device, seed, d.f_canonical or None, **look)

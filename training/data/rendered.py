@@ -67,7 +67,7 @@ class Look:
 
 
 @lru_cache(maxsize=2)
-def _bank(folder: str) -> PhotoBank:
+def load_bank(folder: str) -> PhotoBank:
     """The photo bank of ``folder`` (loaded once per process); an error if it is empty."""
     bank = PhotoBank.load(Path(folder))
     if bank is None:
@@ -80,7 +80,7 @@ def _render_chunk(task: tuple[str, str, int, int, int, int, float, Look]) -> int
     kind, root, seed, start, height, width, max_disparity, look = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, start]))
     scene, view = sample_views(rng, CHUNK, height, width, hfov_deg=look.hfov, content=look.content,
-                               photos=_bank(look.textures) if look.textures else None)
+                               photos=load_bank(look.textures) if look.textures else None)
     fx = view['fx']
     if kind == 'stereo':
         share = rng.uniform(0.1, 0.9, CHUNK).astype(np.float32)
