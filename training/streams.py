@@ -25,7 +25,7 @@ from depth_ros.synthetic.textures import CACHE, PhotoBank
 from .config import TrainConfig
 from .data.augment import Augment
 from .data.rendered import load_bank
-from .data.synth import SyntheticMono, SyntheticStereo
+from .data.synth import SyntheticMono, SyntheticStereo, bank_on
 from .stream_setup import make_augment, parse_source, stream_seed
 from .tasks import sample_depth_pairs
 
@@ -36,8 +36,7 @@ Batch = dict[str, Any]
 def device_bank(device: str) -> PhotoBank:
     """The texture cache's photographs (``load_bank``) on ``device``, once per process: the engine made
     for every batch uses these texels as they are instead of copying them to the device again."""
-    bank = load_bank(str(CACHE))
-    return PhotoBank(torch.as_tensor(bank.texels, device=device), bank.size, bank.count)
+    return bank_on(load_bank(str(CACHE)), device)
 
 
 def synthetic_engine(cfg: TrainConfig, kind: str, device: torch.device, seed: int) -> SyntheticStereo | SyntheticMono:

@@ -44,6 +44,11 @@ _TRAIN_STREAM, _VALIDATION_STREAM = 0, 1
 Batch = dict[str, Any]
 
 
+def bank_on(photos: PhotoBank, device: str | torch.device) -> PhotoBank:
+    """``photos`` with its texels as a tensor on ``device`` (no copy when they are there already)."""
+    return PhotoBank(torch.as_tensor(photos.texels, device=device), photos.size, photos.count)
+
+
 class _SyntheticSource:
     """Shared scene / camera sampling of the synthetic datasets."""
 
@@ -54,9 +59,7 @@ class _SyntheticSource:
         self.height, self.width = height, width
         self.device = torch.device(device)
         self.indoor_prob, self.hfov_deg, self.content = indoor_prob, hfov_deg, content
-        # the photograph bank lives on the device once (scenes index it)
-        self.photos = None if photos is None else PhotoBank(torch.as_tensor(photos.texels, device=self.device),
-                                                            photos.size, photos.count)
+        self.photos = None if photos is None else bank_on(photos, self.device)   # scenes index it
         self.photometric = photometric
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, _TRAIN_STREAM]))
 
