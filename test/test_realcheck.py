@@ -105,3 +105,28 @@ def test_synthetic_boards_are_exact_planes_and_scored_like_the_real_board():
     scores, _ = realcheck.score_mono(Oracle(), samples)
     assert scores['absrel_median'] < 1e-6 and scores['ssi_absrel'] < 1e-5
     assert 0.0 < scores['const_absrel'] < 0.5 and 0.0 < scores['rows_ssi_absrel'] < 0.5
+
+
+def test_cli_scores_a_training_checkpoint_against_the_default(check, tmp_path):
+    """``--mono`` scores the named models alone (a trainer checkpoint beside the shipped default): no
+    stereo rows, the JSON keyed by what was asked, the rendered boards too, the figure written."""
+    import json
+
+    import torch
+
+    from depth_ros.nets import create_model
+    from depth_ros.model_card import DEFAULT_MONO
+    from depth_ros.nets.checkpoint import card_info, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / 'run.pt', create_model('mbv2_fbnet').eval(), 'mbv2_fbnet', {},
+                           card_info(True, {'input_size': [96, 128]}, {}, 90.0))
+    out = tmp_path / 'scores.json'
+    realcheck.main(['--pairs', 'left01', '--mono', str(ckpt), DEFAULT_MONO, '--synthetic-boards', '1',
+                    '--out', str(out), '--figure', str(tmp_path / 'fig.jpg')])
+    scores = json.loads(out.read_text())
+    assert scores['stereo'] == {} and list(scores['mono']) == [str(ckpt), DEFAULT_MONO]
+    assert list(scores['synthetic_boards']) == [str(ckpt), DEFAULT_MONO]
+    for metrics in scores['mono'].values():
+        assert metrics['density'] == 1.0 and 0.0 < metrics['absrel_median'] < 2.0
+    assert (tmp_path / 'fig.jpg').stat().st_size > 0

@@ -265,17 +265,18 @@ def stereo_configs(fusion: bool = False) -> list[tuple[str, str, dict[str, Any]]
     return configs
 
 
-def run_check(samples: list[Sample], mono: bool = True, fusion: bool = False) -> dict[str, Any]:
+def run_check(samples: list[Sample], mono: bool = True, fusion: bool = False,
+              stereo: bool = True, mono_models: Sequence[str] = ()) -> dict[str, Any]:
     """Scores of every configuration: {'stereo': {label: metrics}, 'mono': {name: metrics},
-    'predictions': {label: [maps]}, 'models': {label: (model, kwargs)}}."""
+    'predictions': {label: [maps]}, 'models': {label: (model, kwargs)}}. ``mono_models``: the mono
+    models scored (card names, card files or trainer checkpoints; default: every shipped one)."""
     result: dict[str, Any] = {'stereo': {}, 'mono': {}, 'predictions': {}, 'models': {}}
-    for label, model, kwargs in stereo_configs(fusion):
+    for label, model, kwargs in stereo_configs(fusion) if stereo else []:
         result['stereo'][label], result['predictions'][label] = score_stereo(StereoEstimator(model, **kwargs), samples)
         result['models'][label] = (model, kwargs)
-    if mono:
-        for card in shipped_cards('mono'):
-            result['mono'][card.name], result['predictions'][card.name] = score_mono(DepthEstimator(card.name), samples)
-            result['models'][card.name] = (card.name, {})
+    for name in (mono_models or [card.name for card in shipped_cards('mono')]) if mono else []:
+        result['mono'][name], result['predictions'][name] = score_mono(DepthEstimator(name), samples)
+        result['models'][name] = (name, {})
     return result
 
 
@@ -350,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument('--data', type=Path, default=DATA_DIR, help='folder with left01.jpg ... (opencv-doc)')
     p.add_argument('--pairs', nargs='*', help='score only these pairs (e.g. left01 left05)')
     p.add_argument('--no-mono', action='store_true', help='stereo only')
+    p.add_argument('--mono', nargs='+', default=[], metavar='MODEL',
+                   help='score only these mono models (card names, card files or trainer checkpoints .pt), '
+                        'no stereo, no cards updated: e.g. a training run against the default')
     p.add_argument('--fusion', action='store_true', help="also every stereo network fused with SGBM (fusion='sgbm')")
     p.add_argument('--figure', type=Path, help='write the figure here (e.g. models/eval/real_check.jpg)')
     p.add_argument('--synthetic-boards', type=int, default=0, metavar='N',
@@ -363,12 +367,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f'rig: fx {rig.fx:.1f} px, baseline {rig.baseline:.3f} squares, stereo rms {rig.rms:.3f} px; '
           f'{len(samples)} pairs, plane fit rms {np.mean([s["fit_rms"] for s in samples]):.3f} px, '
           f'rectified vertical offset {np.mean([s["dy"] for s in samples]):.3f} px')
-    result = run_check(samples, mono=not args.no_mono, fusion=args.fusion)
+    result = run_check(samples, mono=not args.no_mono, fusion=args.fusion, stereo=not args.mono,
+                       mono_models=args.mono)
     print(markdown(result, len(samples)))
     if args.synthetic_boards and not args.no_mono:
         boards = synthetic_boards(args.synthetic_boards)
-        result['synthetic_boards'] = {card.name: score_mono(DepthEstimator(card.name), boards)[0]
-                                      for card in shipped_cards('mono')}
+        result['synthetic_boards'] = {name: score_mono(DepthEstimator(name), boards)[0] for name in result['mono']}
         print('\nThe same protocol on rendered boards (content boards, exact masks):')
         print(markdown({'stereo': {}, 'mono': result['synthetic_boards']}, len(boards)))
     if args.figure:
@@ -376,15 +380,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         own = (lb for lb in result['stereo'] if re.fullmatch(rf'{DEFAULT_STEREO} s\d', lb))
         best = [max(own, default=None)]  # the node's default network, all its stages
         fused = [lb + ' + sgbm' for lb in best if lb and lb + ' + sgbm' in result['stereo']]  # the node's default
-        mono = [DEFAULT_MONO] if DEFAULT_MONO in result['mono'] else list(result['mono'])[:1]  # the mono node's default
-        labels = ['opencv_sgbm'] + [lb for lb in best if lb] + fused + mono
+        mono = (args.mono or [DEFAULT_MONO] if DEFAULT_MONO in result['mono'] or args.mono
+                else list(result['mono'])[:1])  # the mono node's default, or the models asked for
+        labels = ['opencv_sgbm'] * bool(result['stereo']) + [lb for lb in best if lb] + fused + mono
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)
     if args.out:
         scores = {'stereo': result['stereo'], 'mono': result['mono'], 'cards': entries,
                   'synthetic_boards': result.get('synthetic_boards', {})}
         args.out.write_text(json.dumps(scores, indent=2) + '\n')
-    if args.update_card:
+    if args.update_card and not args.mono:
         from .cli.evaluate import update_card
         for model, entry in entries.items():
             print(f'updated {update_card(model, CARD_KEY, entry)}')
