@@ -25,6 +25,6 @@ nvidia-smi -L 2>/dev/null || echo 'no GPU: running on the CPU'
 python3 -m depth_ros.training.cli.train --recipe mbv2_fbnet_board_gpu --out $run \
   --max-minutes "${MINUTES:-7}" > "$OUT/train.log" 2>&1
 grep -v '^step' "$OUT/train.log" | tail -5; cp $run/train.csv "$OUT/" || exit
-python3 -m depth_ros.training.realcheck --mono $run/last.pt mbv2_fbnet_real --synthetic-boards 48 \
+python3 -m depth_ros.training.realcheck --mono $run/last.pt mbv2_fbnet_real2 --synthetic-boards 48 \
   --out "$OUT/scores.json" --figure "$OUT/board.jpg"
 python3 -m depth_ros.training.cli.export --checkpoint $run/last.pt --name mbv2_fbnet_board_gpu --out "$OUT" --fp16

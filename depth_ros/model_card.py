@@ -39,7 +39,7 @@ from typing import Any
 FORMAT = 1
 # the nodes' default models (README "Results" says why): stereo for CPUs, the best mono student on real images
 DEFAULT_STEREO = 'anynet_lite'
-DEFAULT_MONO = 'mbv2_fbnet_real'
+DEFAULT_MONO = 'mbv2_fbnet_real2'
 QUANTITIES = {'disparity': 'px', 'depth': 'm', 'inverse_depth': '1/m'}
 INPUT_NAMES = {'mono': ('image',), 'stereo': ('left', 'right')}  # graph inputs of each kind
 # metrics shown by describe_cards (mono: synthetic splits, then the real board's median-scaled and SSI AbsRel)

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, synthetic
+from .model_card import DEFAULT_MONO
 
 MIN_DEPTH, MAX_DEPTH = 0.1, 20.0    # m: the depth nodes' default min_depth / max_depth
 GROUND_TRUTH = 'ground_truth'
 STEREO_METHODS = ('opencv_sgbm', 'anynet', 'anynet_spn8')
-MONO_DEFAULT = 'mbv2_fbnet_real'      # the mono node's default model
+MONO_DEFAULT = DEFAULT_MONO           # the mono node's default model
 METHODS = (GROUND_TRUTH, *STEREO_METHODS, MONO_DEFAULT)
 SEED = 3                            # an indoor room with textured boxes; the walk stays 0.8 m clear of them
 WALK_M, PAN_RAD = 1.8, 0.35         # forward distance, pan amplitude of ``walk_poses``
