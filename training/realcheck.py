@@ -380,8 +380,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         own = (lb for lb in result['stereo'] if re.fullmatch(rf'{DEFAULT_STEREO} s\d', lb))
         best = [max(own, default=None)]  # the node's default network, all its stages
         fused = [lb + ' + sgbm' for lb in best if lb and lb + ' + sgbm' in result['stereo']]  # the node's default
-        mono = (args.mono or [DEFAULT_MONO] if DEFAULT_MONO in result['mono'] or args.mono
-                else list(result['mono'])[:1])  # the mono node's default, or the models asked for
+        if args.mono:                            # the models asked for
+            mono = list(result['mono'])
+        else:                                    # the mono node's default
+            mono = [DEFAULT_MONO] if DEFAULT_MONO in result['mono'] else list(result['mono'])[:1]
         labels = ['opencv_sgbm'] * bool(result['stereo']) + [lb for lb in best if lb] + fused + mono
         write_image(args.figure, figure(samples, result, labels))
     entries = card_entries(result, samples, rig)
