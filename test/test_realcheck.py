@@ -10,7 +10,7 @@ import pytest
 
 from depth_ros.inference import StereoEstimator
 from depth_ros.synthetic import warp_right_to_left
-from depth_ros.training import realcheck
+from depth_ros.training import realcheck, realcheck_report
 
 PAIRS = ['left01', 'left05']
 
@@ -75,12 +75,12 @@ def test_full_check_reports_every_shipped_model(check):
         assert 0.0 <= metrics['bad3'] <= metrics['bad1'] <= 1.0
     for metrics in result['mono'].values():
         assert 0.0 < metrics['const_absrel'] < 0.5 and 0.0 < metrics['rows_ssi_absrel'] < 0.5
-    entries = realcheck.card_entries(result, samples[:1], rig)
+    entries = realcheck_report.card_entries(result, samples[:1], rig)
     networks = {c.split(' ')[0] for c in result['stereo'] if not c.startswith('opencv')}
     assert set(entries) == networks | set(result['mono'])
     assert entries['anynet_spn8']['metrics'] == result['stereo']['anynet_spn8 s4']
     assert set(entries['anynet_spn8']['stages']) == {'1', '2', '3', '4'}
-    assert '| opencv_sgbm |' in realcheck.markdown(result, 1)
+    assert '| opencv_sgbm |' in realcheck_report.markdown(result, 1)
 
 
 def test_synthetic_boards_are_exact_planes_and_scored_like_the_real_board():
