@@ -105,6 +105,21 @@ def test_synthetic_boards_are_exact_planes_and_scored_like_the_real_board():
     scores, _ = realcheck.score_mono(Oracle(), samples)
     assert scores['absrel_median'] < 1e-6 and scores['ssi_absrel'] < 1e-5
     assert 0.0 < scores['const_absrel'] < 0.5 and 0.0 < scores['rows_ssi_absrel'] < 0.5
+    assert abs(scores['slant_cos'] - 1.0) < 1e-6 and abs(scores['slant_gain'] - 1.0) < 1e-4
+
+
+def test_slant_tells_a_flat_board_from_a_mirrored_one():
+    """A board 2 m away leaning back along y (depth +0.5 % per row): a flattened copy keeps the
+    direction at a fifth of the size, a mirrored one points the other way, a constant map has none."""
+    ys, xs = np.mgrid[0:60, 0:80].astype(np.float64)
+    board = (xs > 10) & (xs < 70) & (ys > 5) & (ys < 55)
+    gt = 2.0 * (1.0 + 0.005 * (ys - 30) + 0.001 * (xs - 40))
+    flat = 2.0 + 0.2 * (gt - 2.0)
+    mirrored = 4.0 - gt
+    assert realcheck.slant(flat, gt, board) == pytest.approx({'slant_cos': 1.0, 'slant_gain': 0.2}, rel=1e-6)
+    assert realcheck.slant(mirrored, gt, board)['slant_cos'] == pytest.approx(-1.0, abs=1e-6)
+    assert np.isnan(realcheck.slant(np.full_like(gt, 3.0), gt, board)['slant_cos'])
+    assert np.isnan(realcheck.plane_slope(gt, np.zeros_like(board))).all()
 
 
 def test_cli_scores_a_training_checkpoint_against_the_default(check, tmp_path):

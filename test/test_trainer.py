@@ -290,6 +290,9 @@ def test_held_shape_trains_on_board_renders_and_needs_their_masks(tmp_path):
                                                                        'data.content=boards', *overrides]))
     terms = online.train_step(1e-4)   # rendered on the fly, masks included
     assert terms['held'] > 0 and torch.isfinite(terms['loss'])
+    # the card's input size is what each saw: the reader's resize_to; the renders' own size (not resize_to)
+    assert trainer.card()['training']['input_size'] == [64, 96]
+    assert online.card()['training']['input_size'] == [online.cfg.data.height, online.cfg.data.width] != [64, 96]
 
 
 def test_synthetic_source_takes_content_lenses_and_photographs(tmp_path, monkeypatch):

@@ -203,6 +203,14 @@ def config_from_dict_raw(data: Mapping[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: data[k] for k in _TOP if k in data}, **sections)
 
 
+def train_size(data: Mapping[str, Any]) -> list[int] | None:
+    """[H, W] the network saw in training, from a ``data`` section: a reader's ``resize_to`` when set
+    (renders made on the fly, source 'synthetic', ignore it), else the crop or render size."""
+    if data.get('resize_to') and data.get('source', 'synthetic') != 'synthetic':
+        return [int(v) for v in data['resize_to']]
+    return [int(data['height']), int(data['width'])] if 'height' in data else None
+
+
 def list_recipes() -> list[str]:
     """Names of the recipes shipped in training/recipes/."""
     return sorted(p.stem for p in RECIPES_DIR.glob('*.yaml'))

@@ -25,6 +25,7 @@ from depth_ros.inference.opencv_stereo import METHODS
 from depth_ros.model_card import find_card, load_card
 
 from depth_ros.metrics import MetricAccumulator, depth_metrics, stereo_metrics, whdr
+from .config import train_size
 from .plots import to_rgb8
 from .stream_setup import parse_source, stream_seed
 
@@ -55,8 +56,7 @@ def describe(model: str) -> dict[str, Any]:
     if is_checkpoint(model):
         info = checkpoint_info(model)
         data = info['config'].get('data', {})
-        size = data.get('resize_to') or ([data['height'], data['width']] if 'height' in data else None)
-        return {'name': Path(model).stem, 'kind': info['kind'], 'size': size,
+        return {'name': Path(model).stem, 'kind': info['kind'], 'size': train_size(data),
                 'max_disparity': info['options'].get('max_disparity', data.get('max_disparity'))}
     card = load_card(find_card(model))
     return {'name': card.name, 'kind': card.kind, 'size': card.input.get('size'),

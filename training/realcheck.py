@@ -225,8 +225,31 @@ def score_stereo(estimator: StereoEstimator, samples: list[Sample]) -> tuple[dic
     return acc.mean(), preds
 
 
+def plane_slope(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(2,) the least-squares plane z = a*x + b*y + c through ``depth`` on ``mask``: (a, b) over the
+    mean depth there (relative change per px along x, y); NaN where fewer than 3 pixels are finite."""
+    ys, xs = np.nonzero(mask & np.isfinite(depth))
+    if len(xs) < 3:
+        return np.full(2, np.nan)
+    z = depth[ys, xs].astype(np.float64)
+    (a, b, _), *_ = np.linalg.lstsq(np.c_[xs, ys, np.ones(len(xs))], z, rcond=None)
+    return np.array([a, b]) / z.mean()
+
+
+def slant(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """How a prediction tilts the board: 'slant_cos', the cosine between the planes' relative depth
+    gradients (1: the right direction, 0: unrelated, -1: mirrored), and 'slant_gain', the prediction's
+    gradient magnitude over the ground truth's (1: right, 0: flat as a constant map)."""
+    p, g = plane_slope(pred, mask), plane_slope(gt, mask)
+    norm_p, norm_g = float(np.linalg.norm(p)), float(np.linalg.norm(g))
+    if not norm_p > 1e-9 or not norm_g > 1e-9:   # flat to rounding (a constant map): no direction
+        return {'slant_cos': float('nan'), 'slant_gain': float('nan')}
+    return {'slant_cos': float(p @ g) / (norm_p * norm_g), 'slant_gain': norm_p / norm_g}
+
+
 def score_mono(estimator: DepthEstimator, samples: list[Sample]) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Mean board metrics of a mono network next to its two trivial baselines (see the module doc)."""
+    """Mean board metrics of a mono network next to its two trivial baselines (see the module doc),
+    and the slant of its board (``slant``): whether a miss is a wrong tilt or a flat board."""
     acc, preds = MetricAccumulator(), []
     for s in samples:
         pred = estimator(s['left'], fx=s['fx'])
@@ -241,6 +264,7 @@ def score_mono(estimator: DepthEstimator, samples: list[Sample]) -> tuple[dict[s
             'ssi_absrel': depth_metrics(inverse, gt_disp, align_mode='lsq_shift')['absrel'],
             'rows_ssi_absrel': depth_metrics(rows, gt_disp, align_mode='lsq_shift')['absrel'],
             'density': float(np.isfinite(pred)[s['board']].mean()),
+            **slant(pred, gt_depth, s['board']),
         })
     return acc.mean(), preds
 

@@ -26,14 +26,17 @@ def markdown(result: dict[str, Any], n: int) -> str:
         lines.append(f"| {label} | {100 * m['bad1']:.1f} | {100 * m['bad3']:.1f} | {m['epe']:.2f} | "
                      f"{100 * m['density']:.1f} | {m['photo_l1']:.3f} | {100 * m['photo_density']:.1f} |")
     if result['mono']:
-        caption = (f'Mono, {n} images, board region: AbsRel after median scaling (constant map as baseline) and '
-                   'scale-and-shift-invariant disparity AbsRel ("lower rows are nearer" prior as baseline):')
+        caption = (f'Mono, {n} images, board region: AbsRel after median scaling (constant map as baseline), '
+                   'scale-and-shift-invariant disparity AbsRel ("lower rows are nearer" prior as baseline), and '
+                   "the board's tilt: cosine to the true tilt's direction, its size over the true one's:")
         lines += [''] * bool(lines) + [caption, '',
-                  '| model | AbsRel median-scaled | constant map | SSI disparity AbsRel | rows prior |',
-                  '|---|---:|---:|---:|---:|']
+                  '| model | AbsRel median-scaled | constant map | SSI disparity AbsRel | rows prior '
+                  '| slant cos | slant gain |',
+                  '|---|---:|---:|---:|---:|---:|---:|']
         for name, m in result['mono'].items():
             lines.append(f"| {name} | {m['absrel_median']:.3f} | {m['const_absrel']:.3f} | "
-                         f"{m['ssi_absrel']:.3f} | {m['rows_ssi_absrel']:.3f} |")
+                         f"{m['ssi_absrel']:.3f} | {m['rows_ssi_absrel']:.3f} | "
+                         f"{m['slant_cos']:.2f} | {m['slant_gain']:.2f} |")
     return '\n'.join(lines)
 
 

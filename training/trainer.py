@@ -26,7 +26,7 @@ from depth_ros.nets import create_model, model_kind
 from depth_ros.nets.checkpoint import card_info, init_state, read_checkpoint, save_state
 
 from . import distributed, plots, rng, streams
-from .config import TrainConfig, config_from_dict_raw, dump_config
+from .config import TrainConfig, config_from_dict_raw, dump_config, train_size
 from .logger import RunLogger
 from .losses import LossRebalancer
 from .optim import build_optimizer, freeze_except, lr_at, set_lr, total_steps
@@ -268,7 +268,7 @@ class Trainer:
         """Model-card fields for export: training provenance and the latest validation metrics."""
         cfg = self.cfg
         samples = self.step * cfg.data.batch_size * self.dist.world
-        size = list(cfg.data.resize_to) or [cfg.data.height, cfg.data.width]
+        size = train_size(vars(cfg.data))
         training = {'recipe': cfg.name, 'steps': self.step, 'samples': samples, 'data': cfg.data.source,
                     'input_size': size, 'loss': {k: dict(v) for k, v in cfg.loss.terms.items()},
                     'optimizer': cfg.optim.name, 'lr': cfg.optim.lr, 'seed': cfg.system.seed,
